@@ -1,0 +1,116 @@
+"""The adaptive resampler built from standard TensorFlow ops only.
+
+This is the pure-TF twin of the custom op in custom_ops/: the same inputs, the
+same outputs, the same edge rules (see custom_ops/cc/kernels/adaptive_resample.h).
+It needs nothing but floor, gather, select and arithmetic, so it runs where the
+op library can't load, serves as the oracle in tests, and exports to stock TF
+Serving and to TFLite. Gradients come from TF's autodiff.
+
+It materialises four [N, h, w, k*k, C] gathers, so it is slower and much
+hungrier for memory than the custom op.
+"""
+
+import tensorflow as tf
+
+
+def _static_or_dynamic(tensor, axis):
+    static = tensor.shape[axis]
+    return static if static is not None else tf.shape(tensor)[axis]
+
+
+def _kernel_size(taps):
+    """k from k*k: a Python int when the tap count is static."""
+    if isinstance(taps, int):
+        k = int(round(taps**0.5))
+        if k < 1 or k * k != taps:
+            raise ValueError(
+                f"the last dimension of kernels must be a positive perfect square k*k, got {taps}"
+            )
+        return k
+    return tf.cast(tf.round(tf.sqrt(tf.cast(taps, tf.float32))), tf.int32)
+
+
+def _reflect_index(index, length, pad):
+    """tf.pad(mode="REFLECT") by `pad` followed by clamping to the padded edge."""
+    index = tf.clip_by_value(index, -pad, length - 1 + pad)
+    index = tf.abs(index)
+    return tf.where(index > length - 1, 2 * (length - 1) - index, index)
+
+
+def _safe_floor(floor_pos, length, pad):
+    """Floor clamped into [-pad-1, length-1+pad] as int32; NaN maps to the low end.
+
+    The bilinear fractions are taken from the unclamped position, so a
+    non-finite position still gives NaN weights, hence a NaN output, while
+    every gather index stays in range.
+    """
+    lowest = tf.cast(-pad - 1, floor_pos.dtype)
+    highest = tf.cast(length - 1 + pad, floor_pos.dtype)
+    clamped = tf.where(floor_pos >= lowest, tf.minimum(floor_pos, highest), lowest)
+    return tf.cast(clamped, tf.int32)
+
+
+def adaptive_resample_composite(image, kernels, offsets_x, offsets_y, offset_unit):
+    """Content adaptive resampling with built-in TF ops.
+
+    Args:
+      image: [N, H, W, C] float tensor.
+      kernels: [N, h, w, k*k] tap weights; tap t = i*k + j, i the kernel row.
+      offsets_x: [N, h, w, k*k] horizontal offsets, in units of offset_unit HR pixels.
+      offsets_y: [N, h, w, k*k] vertical offsets, likewise.
+      offset_unit: Python float, HR pixels per unit of offset.
+
+    Returns:
+      [N, h, w, C] tensor of image's dtype.
+    """
+    image = tf.convert_to_tensor(image)
+    dtype = image.dtype
+    kernels = tf.convert_to_tensor(kernels, dtype=dtype)
+    offsets_x = tf.convert_to_tensor(offsets_x, dtype=dtype)
+    offsets_y = tf.convert_to_tensor(offsets_y, dtype=dtype)
+
+    batch = tf.shape(image)[0]
+    in_height = tf.shape(image)[1]
+    in_width = tf.shape(image)[2]
+    channels = _static_or_dynamic(image, 3)
+    out_height = tf.shape(kernels)[1]
+    out_width = tf.shape(kernels)[2]
+    taps = _static_or_dynamic(kernels, 3)
+    k = _kernel_size(taps)
+    pad = k // 2
+
+    def centres(out_size, in_size):
+        # Eq. 1 of the paper, generalised to non-integer ratios.
+        ratio = tf.cast(in_size, dtype) / tf.cast(out_size, dtype)
+        return (tf.cast(tf.range(out_size), dtype) + 0.5) * ratio - 0.5
+
+    tap_index = tf.range(taps)
+    tap_dx = tf.cast(tap_index % k - pad, dtype)
+    tap_dy = tf.cast(tap_index // k - pad, dtype)
+    unit = tf.cast(offset_unit, dtype)
+    pos_x = centres(out_width, in_width)[None, None, :, None] + tap_dx + unit * offsets_x
+    pos_y = centres(out_height, in_height)[None, :, None, None] + tap_dy + unit * offsets_y
+
+    floor_x = tf.floor(pos_x)
+    floor_y = tf.floor(pos_y)
+    frac_x = (pos_x - floor_x)[..., None]
+    frac_y = (pos_y - floor_y)[..., None]
+    x0 = _safe_floor(floor_x, in_width, pad)
+    y0 = _safe_floor(floor_y, in_height, pad)
+    left = _reflect_index(x0, in_width, pad)
+    right = _reflect_index(x0 + 1, in_width, pad)
+    top = _reflect_index(y0, in_height, pad)
+    bottom = _reflect_index(y0 + 1, in_height, pad)
+
+    flat_image = tf.reshape(image, [-1, channels])
+    image_base = (tf.range(batch) * in_height * in_width)[:, None, None, None]
+
+    def corner(rows, cols):
+        return tf.gather(flat_image, image_base + rows * in_width + cols)
+
+    one = tf.constant(1, dtype)
+    sampled = (
+        (one - frac_y) * ((one - frac_x) * corner(top, left) + frac_x * corner(top, right))
+        + frac_y * ((one - frac_x) * corner(bottom, left) + frac_x * corner(bottom, right))
+    )
+    return tf.reduce_sum(kernels[..., None] * sampled, axis=3)
