@@ -1,0 +1,39 @@
+"""The CAR networks: ResamplerNet, the downscaler, the upscalers and the whole model."""
+
+from car_tf.models.bicubic import BicubicUpscaler
+from car_tf.models.car import (
+    CONFIG_KEYS,
+    UPSCALERS,
+    VARIANTS,
+    CARModel,
+    build_car_model,
+    default_config,
+)
+from car_tf.models.downscaler import AdaptiveDownscale
+from car_tf.models.edsr import EDSR, EDSR_BASELINE, EDSR_PAPER
+from car_tf.models.resampler_net import (
+    ResamplerNet,
+    check_hr_shape,
+    kernel_size_for,
+    min_hr_size,
+    size_multiple,
+)
+
+__all__ = [
+    "AdaptiveDownscale",
+    "BicubicUpscaler",
+    "CARModel",
+    "CONFIG_KEYS",
+    "EDSR",
+    "EDSR_BASELINE",
+    "EDSR_PAPER",
+    "ResamplerNet",
+    "UPSCALERS",
+    "VARIANTS",
+    "build_car_model",
+    "check_hr_shape",
+    "default_config",
+    "kernel_size_for",
+    "min_hr_size",
+    "size_multiple",
+]

@@ -1,0 +1,246 @@
+"""The whole CAR model: ResamplerNet -> adaptive downscaling -> 8-bit quantiser -> upscaler.
+
+Configuration. A CAR model is described by a flat dict of plain JSON values
+whose keys are also the training flags' names (`default_config` gives a
+complete one, `build_car_model` builds from one):
+
+  scale                     downscaling/upscaling factor: 2 or 4 (8 also builds)
+  upscaler                  "bicubic" (weight-free) or "edsr"
+  resampler_impl            adaptive resampler implementation: "auto", "custom", "composite"
+  quantize_alpha            soft-round gradient strength of the quantiser, in [0, 1]
+  resampler_stem_features   ResamplerNet 5x5 stem width (paper 64)
+  resampler_features        ResamplerNet width at H/2 and H/4 (paper 128)
+  resampler_blocks          ResamplerNet residual blocks (paper 5)
+  resampler_trunk_features  ResamplerNet trunk and head width (paper 256)
+  resampler_trunk_depth     ResamplerNet 3x3 conv layers per trunk before upsampling (paper 3)
+  edsr_blocks               EDSR residual blocks (paper 32)
+  edsr_features             EDSR width (paper 256)
+  edsr_res_scale            EDSR residual scaling (paper 0.1)
+
+The edsr_* keys are kept (and ignored) when upscaler is "bicubic", so every
+config has the same keys. Variants of `default_config`:
+  "paper"     the paper's networks (ResamplerNet 10.6M / 9.9M parameters at x2 / x4,
+              EDSR 32 x 256, 40.7M / 43.1M);
+  "baseline"  the paper's ResamplerNet with EDSR-baseline (16 x 64, residual scale 1);
+  "lite"      narrow networks for CPU training;
+  "tiny"      a few thousand parameters, for tests and smoke runs.
+"""
+
+import keras
+import tensorflow as tf
+
+from car_tf.models.bicubic import BicubicUpscaler
+from car_tf.models.downscaler import AdaptiveDownscale
+from car_tf.models.edsr import EDSR, EDSR_BASELINE, EDSR_PAPER
+from car_tf.models.resampler_net import ResamplerNet, check_hr_shape, kernel_size_for
+from car_tf.ops import IMPLEMENTATIONS
+from car_tf.quantize import Quantize8Bit
+
+UPSCALERS = ("bicubic", "edsr")
+VARIANTS = ("paper", "baseline", "lite", "tiny")
+# The paper doesn't give the soft-round alpha it used; 0.5 keeps the gradient
+# between 0.5 and 1.5 times the straight-through one.
+DEFAULT_QUANTIZE_ALPHA = 0.5
+
+_RESAMPLER_PAPER = {
+    "resampler_stem_features": 64,
+    "resampler_features": 128,
+    "resampler_blocks": 5,
+    "resampler_trunk_features": 256,
+    "resampler_trunk_depth": 3,
+}
+_VARIANT_WIDTHS = {
+    "paper": {
+        **_RESAMPLER_PAPER,
+        "edsr_blocks": EDSR_PAPER["blocks"],
+        "edsr_features": EDSR_PAPER["features"],
+        "edsr_res_scale": EDSR_PAPER["res_scale"],
+    },
+    "baseline": {
+        **_RESAMPLER_PAPER,
+        "edsr_blocks": EDSR_BASELINE["blocks"],
+        "edsr_features": EDSR_BASELINE["features"],
+        "edsr_res_scale": EDSR_BASELINE["res_scale"],
+    },
+    "lite": {
+        "resampler_stem_features": 32,
+        "resampler_features": 64,
+        "resampler_blocks": 2,
+        "resampler_trunk_features": 48,
+        "resampler_trunk_depth": 2,
+        "edsr_blocks": 8,
+        "edsr_features": 48,
+        "edsr_res_scale": 1.0,
+    },
+    "tiny": {
+        "resampler_stem_features": 8,
+        "resampler_features": 16,
+        "resampler_blocks": 1,
+        "resampler_trunk_features": 16,
+        "resampler_trunk_depth": 1,
+        "edsr_blocks": 1,
+        "edsr_features": 16,
+        "edsr_res_scale": 1.0,
+    },
+}
+CONFIG_KEYS = ("scale", "upscaler", "resampler_impl", "quantize_alpha",
+               *_VARIANT_WIDTHS["paper"])
+
+
+def default_config(scale, upscaler="bicubic", variant="paper"):
+    """A complete model config (see the module docstring for the keys)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    return {
+        "scale": int(scale),
+        "upscaler": upscaler,
+        "resampler_impl": "auto",
+        "quantize_alpha": DEFAULT_QUANTIZE_ALPHA,
+        **_VARIANT_WIDTHS[variant],
+    }
+
+
+def build_car_model(config):
+    """CARModel from a config dict; keys left out take CARModel's (paper) defaults."""
+    unknown = sorted(set(config) - set(CONFIG_KEYS))
+    if unknown:
+        raise ValueError(f"unknown CAR config keys {unknown}; known keys: {list(CONFIG_KEYS)}")
+    if "scale" not in config:
+        raise ValueError("CAR config needs a 'scale'")
+    return CARModel(**config)
+
+
+def _check_rgb_batch(tensor, name):
+    shape = tuple(tensor.shape)
+    if len(shape) != 4 or (shape[3] is not None and shape[3] != 3):
+        raise ValueError(f"{name} must be a batch of RGB images [N, H, W, 3], got shape {shape}")
+
+
+def _to_uint8(images):
+    return tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0), tf.uint8)
+
+
+def _from_uint8(images, name):
+    if images.dtype != tf.uint8:
+        raise ValueError(f"{name} must be uint8, got {images.dtype.name}")
+    return tf.cast(images, tf.float32) / 255.0
+
+
+@keras.saving.register_keras_serializable(package="car_tf")
+class CARModel(keras.Model):
+    """HR image -> learned 8-bit LR image -> SR image (Sun & Chen, TIP 2020).
+
+    Images are float32 RGB in [0, 1], NHWC; the *_uint8 methods take and give
+    uint8. HR height and width must be multiples of size_multiple(scale)
+    (8 for scales 2 and 4) and at least twice that.
+
+    Attributes: scale, kernel_size (3*scale + 1), upscaler_name, config (the
+    dict it was built from), resampler (ResamplerNet), downscaler
+    (AdaptiveDownscale), quantizer (Quantize8Bit), upscaler (BicubicUpscaler
+    or EDSR).
+    """
+
+    def __init__(self, scale, upscaler="bicubic", resampler_impl="auto",
+                 quantize_alpha=DEFAULT_QUANTIZE_ALPHA, resampler_stem_features=64,
+                 resampler_features=128, resampler_blocks=5, resampler_trunk_features=256,
+                 resampler_trunk_depth=3, edsr_blocks=32, edsr_features=256, edsr_res_scale=0.1,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if upscaler not in UPSCALERS:
+            raise ValueError(f"upscaler must be one of {UPSCALERS}, got {upscaler!r}")
+        if resampler_impl not in IMPLEMENTATIONS:
+            raise ValueError(
+                f"resampler_impl must be one of {IMPLEMENTATIONS}, got {resampler_impl!r}"
+            )
+        self.scale = int(scale)
+        self.kernel_size = kernel_size_for(self.scale)
+        self.upscaler_name = upscaler
+        self._car_config = {
+            "scale": self.scale,
+            "upscaler": upscaler,
+            "resampler_impl": resampler_impl,
+            "quantize_alpha": float(quantize_alpha),
+            "resampler_stem_features": int(resampler_stem_features),
+            "resampler_features": int(resampler_features),
+            "resampler_blocks": int(resampler_blocks),
+            "resampler_trunk_features": int(resampler_trunk_features),
+            "resampler_trunk_depth": int(resampler_trunk_depth),
+            "edsr_blocks": int(edsr_blocks),
+            "edsr_features": int(edsr_features),
+            "edsr_res_scale": float(edsr_res_scale),
+        }
+        self.resampler = ResamplerNet(
+            self.scale,
+            stem_features=resampler_stem_features,
+            features=resampler_features,
+            blocks=resampler_blocks,
+            trunk_features=resampler_trunk_features,
+            trunk_depth=resampler_trunk_depth,
+            name="resampler",
+        )
+        self.downscaler = AdaptiveDownscale(self.scale, resampler_impl, name="downscaler")
+        self.quantizer = Quantize8Bit(quantize_alpha, name="quantizer")
+        if upscaler == "edsr":
+            self.upscaler = EDSR(self.scale, edsr_blocks, edsr_features, edsr_res_scale,
+                                 name="upscaler")
+        else:
+            self.upscaler = BicubicUpscaler(self.scale, name="upscaler")
+        self.supports_jit = self.downscaler.supports_jit
+        # All weights exist from construction on: parameter counts need no
+        # forward pass, and `.keras` loading restores weights right away.
+        self.build((None, None, None, 3))
+
+    @property
+    def config(self):
+        return dict(self._car_config)
+
+    def build(self, input_shape):
+        if not self.resampler.built:
+            self.resampler.build(input_shape)
+        if not self.upscaler.built:
+            self.upscaler.build((input_shape[0], None, None, 3))
+
+    def _downscale(self, hr):
+        _check_rgb_batch(hr, "hr")
+        check_hr_shape(hr.shape, self.scale, "hr")
+        kernels, offsets_x, offsets_y = self.resampler(hr)
+        lr_float = self.downscaler(hr, kernels, offsets_x, offsets_y)
+        return {
+            "lr": self.quantizer(lr_float),
+            "lr_float": lr_float,
+            "kernels": kernels,
+            "offsets_x": offsets_x,
+            "offsets_y": offsets_y,
+        }
+
+    def call(self, hr, training=False):
+        """hr [N, H, W, 3] -> dict of "sr" [N, H, W, 3] (unclipped), "lr" and "lr_float"
+        [N, H/s, W/s, 3], "kernels", "offsets_x", "offsets_y" [N, H/s, W/s, k*k]."""
+        outputs = self._downscale(hr)
+        outputs["sr"] = self.upscaler(outputs["lr"])
+        return outputs
+
+    def downscale(self, hr, training=False):
+        """hr [N, H, W, 3] -> LR [N, H/s, W/s, 3] float on the 8-bit levels k/255."""
+        return self._downscale(tf.convert_to_tensor(hr, tf.float32))["lr"]
+
+    def upscale(self, lr, training=False):
+        """lr [N, h, w, 3] -> SR [N, h*s, w*s, 3] float, not clipped."""
+        lr = tf.convert_to_tensor(lr, tf.float32)
+        _check_rgb_batch(lr, "lr")
+        return self.upscaler(lr)
+
+    def downscale_uint8(self, hr_uint8):
+        """uint8 [N, H, W, 3] -> uint8 [N, H/s, W/s, 3]."""
+        return _to_uint8(self.downscale(_from_uint8(tf.convert_to_tensor(hr_uint8), "hr")))
+
+    def upscale_uint8(self, lr_uint8):
+        """uint8 [N, h, w, 3] -> uint8 [N, h*s, w*s, 3], clipped to [0, 255]."""
+        return _to_uint8(self.upscale(_from_uint8(tf.convert_to_tensor(lr_uint8), "lr")))
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable, **self._car_config}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

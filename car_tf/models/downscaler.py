@@ -1,0 +1,40 @@
+"""The downscaling module: applies ResamplerNet's kernels to the HR image (paper section 3.2)."""
+
+import keras
+
+from car_tf.ops import IMPLEMENTATIONS, adaptive_resample
+
+
+@keras.saving.register_keras_serializable(package="car_tf")
+class AdaptiveDownscale(keras.layers.Layer):
+    """(hr, kernels, offsets_x, offsets_y) -> lr_float [N, H/s, W/s, 3].
+
+    hr is [N, H, W, 3]; kernels and offsets are [N, H/s, W/s, k*k] as made by
+    ResamplerNet. offset_unit = scale: an offset of 1 moves a tap by one LR
+    pixel, i.e. `scale` HR pixels (section 4.1.2).
+
+    Args:
+      scale: downscaling factor.
+      impl: "auto", "custom" (compiled op) or "composite" (built-in TF ops,
+        exportable); see car_tf.ops.adaptive_resample.
+    """
+
+    def __init__(self, scale, impl="auto", **kwargs):
+        super().__init__(**kwargs)
+        if impl not in IMPLEMENTATIONS:
+            raise ValueError(f"resampler impl must be one of {IMPLEMENTATIONS}, got {impl!r}")
+        self.scale = int(scale)
+        self.impl = impl
+        # XLA can't compile the custom op; Keras would try when a GPU is visible.
+        self.supports_jit = impl == "composite"
+
+    def call(self, hr, kernels, offsets_x, offsets_y):
+        return adaptive_resample(
+            hr, kernels, offsets_x, offsets_y, offset_unit=float(self.scale), impl=self.impl
+        )
+
+    def compute_output_shape(self, hr_shape, kernels_shape, offsets_x_shape, offsets_y_shape):
+        return (*tuple(kernels_shape)[:3], hr_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale, "impl": self.impl}

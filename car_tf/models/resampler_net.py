@@ -1,0 +1,223 @@
+"""ResamplerNet: estimates a resampling kernel and per-tap offsets for every LR pixel.
+
+Paper sections 3.1 and 4.1.2, laid out as in the authors' released network.
+With the default (paper) widths it has 10,645,651 trainable parameters at
+scale 2 and 9,896,443 at scale 4:
+
+  HR [N,H,W,3] - mean RGB
+  -> 5x5 conv stem_features, LeakyReLU(0.2)                     H
+  -> space-to-depth 2, 1x1 conv features                        H/2
+  -> space-to-depth 2, 1x1 conv features                        H/4
+  -> x + blocks * ResidualBlock(features, LeakyReLU(0.2))       H/4
+  -> space-to-depth 2, 1x1 conv trunk_features                  H/8
+  -> two trunks with separate weights (kernels, offsets), each:
+       trunk_depth * [3x3 conv trunk_features, ReLU]
+       1x1 conv trunk_features * (8/s)^2, depth-to-space 8/s     H/s
+       3x3 conv trunk_features, ReLU
+  -> kernel head: 3x3 conv + ReLU, 3x3 conv k*k, clamp [1e-6, 1], / sum
+  -> offset heads x and y (on the offsets trunk): 3x3 conv + ReLU, 3x3 conv k*k, tanh
+
+Every conv has a bias; every conv wider than 1x1 reflection-pads its input.
+k = kernel_size = 3 * scale + 1 (a 3x3 LR-pixel footprint, section 4.1.2).
+"""
+
+import math
+
+import keras
+import tensorflow as tf
+
+from car_tf.models.layers import (
+    DIV2K_MEAN_RGB,
+    DepthToSpace,
+    MeanShift,
+    ResidualBlock,
+    SpaceToDepth,
+    build_chain,
+    conv2d,
+    leaky_relu,
+)
+
+# The network reaches H/8 before its trunks upsample back to H/scale.
+FEATURE_STRIDE = 8
+RESAMPLER_SCALES = (2, 4, 8)
+# Clamp range of the raw kernel weights before normalisation (authors' choice):
+# positive weights only, so each kernel is a weighted average of HR samples.
+KERNEL_MIN = 1e-6
+KERNEL_MAX = 1.0
+
+
+def kernel_size_for(scale):
+    """Taps per side of the resampling kernel: 3 LR pixels wide, plus one (3s + 1)."""
+    return 3 * int(scale) + 1
+
+
+def size_multiple(scale):
+    """HR height and width must be multiples of this: lcm(8, scale)."""
+    return math.lcm(FEATURE_STRIDE, int(scale))
+
+
+def min_hr_size(scale):
+    """Smallest HR height/width: the H/8 trunks need 2 pixels to reflection-pad a 3x3 conv."""
+    return 2 * size_multiple(scale)
+
+
+def check_hr_shape(shape, scale, name="hr"):
+    """Raises ValueError if a known HR shape [N, H, W, 3] can't go through the network.
+
+    Unknown (None) dimensions are not checked here; TensorFlow's own ops
+    reject them at run time.
+    """
+    shape = tuple(shape)
+    if len(shape) != 4:
+        raise ValueError(f"{name} must be a batch of images [N, H, W, 3], got shape {shape}")
+    if shape[3] is not None and shape[3] != 3:
+        raise ValueError(f"{name} must have 3 (RGB) channels, got shape {shape}")
+    multiple, smallest = size_multiple(scale), min_hr_size(scale)
+    for axis, label in ((1, "height"), (2, "width")):
+        size = shape[axis]
+        if size is not None and (size % multiple or size < smallest):
+            raise ValueError(
+                f"{name} {label} {size} must be a multiple of {multiple} and at least {smallest} "
+                f"for scale {scale}; crop or pad the image"
+            )
+
+
+@keras.saving.register_keras_serializable(package="car_tf")
+class ResamplerNet(keras.layers.Layer):
+    """HR image -> (kernels, offsets_x, offsets_y), each [N, H/s, W/s, k*k].
+
+    Input: [N, H, W, 3] float RGB in [0, 1], H and W multiples of
+    size_multiple(scale) and at least min_hr_size(scale).
+    Outputs, tap t = i*k + j with i the kernel row:
+      kernels: positive, summing to 1 over the k*k taps;
+      offsets_x: horizontal tap offsets in (-1, 1), in LR pixels (offset_unit = scale HR pixels);
+      offsets_y: vertical tap offsets, likewise.
+
+    Args:
+      scale: downscaling factor, 2, 4 or 8.
+      stem_features: width of the 5x5 stem conv (paper 64).
+      features: width at H/2 and H/4, including the residual blocks (paper 128).
+      blocks: residual blocks at H/4 (paper 5).
+      trunk_features: width at H/8 and of the trunks and heads (paper 256).
+      trunk_depth: 3x3 conv + ReLU layers in each trunk before upsampling (paper 3).
+    """
+
+    def __init__(self, scale, stem_features=64, features=128, blocks=5, trunk_features=256,
+                 trunk_depth=3, **kwargs):
+        super().__init__(**kwargs)
+        scale = int(scale)
+        if scale not in RESAMPLER_SCALES:
+            raise ValueError(f"ResamplerNet scale must be one of {RESAMPLER_SCALES}, got {scale}")
+        for label, value in (("stem_features", stem_features), ("features", features),
+                             ("trunk_features", trunk_features)):
+            if int(value) < 1:
+                raise ValueError(f"ResamplerNet {label} must be >= 1, got {value}")
+        if int(blocks) < 0 or int(trunk_depth) < 0:
+            raise ValueError(
+                f"ResamplerNet blocks and trunk_depth must be >= 0, got {blocks}, {trunk_depth}"
+            )
+        self.scale = scale
+        self.kernel_size = kernel_size_for(scale)
+        self.stem_features = int(stem_features)
+        self.features = int(features)
+        self.blocks = int(blocks)
+        self.trunk_features = int(trunk_features)
+        self.trunk_depth = int(trunk_depth)
+
+        taps = self.kernel_size**2
+        width = self.trunk_features
+        up = FEATURE_STRIDE // scale
+        leaky = leaky_relu
+
+        self.sub_mean = MeanShift(DIV2K_MEAN_RGB, sign=-1.0, name="sub_mean")
+        self.encoder = [
+            conv2d(self.stem_features, 5, "reflect", leaky, name="stem"),
+            SpaceToDepth(2, name="down2"),
+            conv2d(self.features, 1, "reflect", name="down2_conv"),
+            SpaceToDepth(2, name="down4"),
+            conv2d(self.features, 1, "reflect", name="down4_conv"),
+        ]
+        self.res_blocks = [
+            ResidualBlock(self.features, leaky, 1.0, "reflect", name=f"res_block{index}")
+            for index in range(self.blocks)
+        ]
+        self.bottleneck = [
+            SpaceToDepth(2, name="down8"),
+            conv2d(width, 1, "reflect", name="down8_conv"),
+        ]
+
+        def trunk(prefix):
+            layers = [
+                conv2d(width, 3, "reflect", "relu", name=f"{prefix}_conv{index}")
+                for index in range(self.trunk_depth)
+            ]
+            layers += [
+                conv2d(width * up * up, 1, "reflect", name=f"{prefix}_up_conv"),
+                DepthToSpace(up, name=f"{prefix}_up"),
+                conv2d(width, 3, "reflect", "relu", name=f"{prefix}_out"),
+            ]
+            return layers
+
+        def head(prefix, activation):
+            return [
+                conv2d(width, 3, "reflect", "relu", name=f"{prefix}_hidden"),
+                conv2d(taps, 3, "reflect", activation, name=f"{prefix}_out"),
+            ]
+
+        self.kernel_trunk = trunk("kernel_trunk")
+        self.offset_trunk = trunk("offset_trunk")
+        self.kernel_head = head("kernel_head", None)
+        self.offset_x_head = head("offset_x_head", "tanh")
+        self.offset_y_head = head("offset_y_head", "tanh")
+
+    def build(self, input_shape):
+        check_hr_shape(input_shape, self.scale, "ResamplerNet input")
+        shape = build_chain([self.sub_mean, *self.encoder, *self.res_blocks, *self.bottleneck],
+                            input_shape)
+        kernel_features = build_chain(self.kernel_trunk, shape)
+        offset_features = build_chain(self.offset_trunk, shape)
+        build_chain(self.kernel_head, kernel_features)
+        build_chain(self.offset_x_head, offset_features)
+        build_chain(self.offset_y_head, offset_features)
+
+    @staticmethod
+    def _run(layers, x):
+        for layer in layers:
+            x = layer(x)
+        return x
+
+    def call(self, hr):
+        check_hr_shape(hr.shape, self.scale, "ResamplerNet input")
+        x = self._run([self.sub_mean, *self.encoder], hr)
+        if self.res_blocks:
+            x = x + self._run(self.res_blocks, x)
+        x = self._run(self.bottleneck, x)
+
+        kernel_features = self._run(self.kernel_trunk, x)
+        raw = self._run(self.kernel_head, kernel_features)
+        # Clamping keeps every weight positive; the sum is then >= k*k * 1e-6, never zero.
+        raw = tf.clip_by_value(raw, KERNEL_MIN, KERNEL_MAX)
+        kernels = raw / tf.reduce_sum(raw, axis=-1, keepdims=True)
+
+        offset_features = self._run(self.offset_trunk, x)
+        offsets_x = self._run(self.offset_x_head, offset_features)
+        offsets_y = self._run(self.offset_y_head, offset_features)
+        return kernels, offsets_x, offsets_y
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, _ = input_shape
+        s = self.scale
+        out = (n, None if h is None else h // s, None if w is None else w // s,
+               self.kernel_size**2)
+        return out, out, out
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "scale": self.scale,
+            "stem_features": self.stem_features,
+            "features": self.features,
+            "blocks": self.blocks,
+            "trunk_features": self.trunk_features,
+            "trunk_depth": self.trunk_depth,
+        }
