@@ -1,0 +1,129 @@
+"""Trained models: the ones bundled in the package, `.keras` files and training model_dirs.
+
+A bundled model lives in car_tf/pretrained/<name>/ as
+  model.weights.h5   the weights
+  config.json        the model config (the keys of car_tf.models.default_config)
+  metrics.json       final validation metrics, and how they were obtained
+  train.cfg          the flagfile it was trained with
+  MANIFEST.sha256    sha256 of the files above, checked at load time
+"""
+
+import hashlib
+import json
+import os
+
+import keras
+import tensorflow as tf
+
+PRETRAINED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained")
+MANIFEST = "MANIFEST.sha256"
+WEIGHTS = "model.weights.h5"
+CONFIG = "config.json"
+
+
+class ModelNotFoundError(ValueError):
+    """A model name or path that names nothing loadable."""
+
+
+def bundled_models():
+    """Names of the models shipped in the package (those with weights present)."""
+    if not os.path.isdir(PRETRAINED_DIR):
+        return []
+    return sorted(
+        name
+        for name in os.listdir(PRETRAINED_DIR)
+        if os.path.isfile(os.path.join(PRETRAINED_DIR, name, WEIGHTS))
+    )
+
+
+def default_model_name(scale, upscaler="bicubic"):
+    """The bundled CAR model used by default for a scale and upscaler."""
+    suffix = "bicubic" if upscaler == "bicubic" else "edsr-lite"
+    return f"car-x{int(scale)}-{suffix}"
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_manifest(model_dir):
+    """Raises ValueError naming the file whose sha256 differs from MANIFEST.sha256."""
+    manifest = os.path.join(model_dir, MANIFEST)
+    with open(manifest) as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            expected, name = line.split(maxsplit=1)
+            path = os.path.join(model_dir, name.strip())
+            if not os.path.isfile(path) or _sha256(path) != expected:
+                raise ValueError(f"{path}: missing or sha256 mismatch with {manifest}; reinstall car_tf")
+
+
+def write_manifest(model_dir, names):
+    """Writes MANIFEST.sha256 for `names` inside model_dir."""
+    with open(os.path.join(model_dir, MANIFEST), "w") as handle:
+        for name in sorted(names):
+            handle.write(f"{_sha256(os.path.join(model_dir, name))}  {name}\n")
+
+
+def read_config(model_dir):
+    with open(os.path.join(model_dir, CONFIG)) as handle:
+        return json.load(handle)
+
+
+def _build_from_config(config, resampler_impl):
+    # Imported here so that `import car_tf.pretrained` stays cheap.
+    from car_tf.models import build_car_model
+
+    config = dict(config)
+    config["resampler_impl"] = resampler_impl
+    return build_car_model(config)
+
+
+def _load_model_dir(model_dir, resampler_impl):
+    config = read_config(model_dir)
+    model = _build_from_config(config, resampler_impl)
+    weights = os.path.join(model_dir, WEIGHTS)
+    if os.path.isfile(weights):
+        model.load_weights(weights)
+        return model
+    latest = tf.train.latest_checkpoint(model_dir)
+    if latest is None:
+        raise ModelNotFoundError(f"{model_dir}: has config.json but neither {WEIGHTS} nor a checkpoint")
+    tf.train.Checkpoint(model=model).restore(latest).expect_partial()
+    return model
+
+
+def resolve(name_or_path):
+    """Returns ("bundled"|"keras"|"model_dir", path) for a model name or path."""
+    if name_or_path in bundled_models():
+        return "bundled", os.path.join(PRETRAINED_DIR, name_or_path)
+    if name_or_path.endswith(".keras") and os.path.isfile(name_or_path):
+        return "keras", name_or_path
+    if os.path.isfile(os.path.join(name_or_path, CONFIG)):
+        return "model_dir", name_or_path
+    known = ", ".join(bundled_models()) or "none bundled in this install"
+    raise ModelNotFoundError(
+        f"model {name_or_path!r} is neither a bundled name ({known}), a .keras file, "
+        "nor a training model_dir with config.json"
+    )
+
+
+def load_model(name_or_path, resampler_impl="auto"):
+    """Loads a CAR model (or an SR baseline) by bundled name, `.keras` path or model_dir.
+
+    resampler_impl picks the resampler implementation of a rebuilt model
+    ("auto", "custom" or "composite"); a `.keras` file keeps the one it was saved with.
+    """
+    kind, path = resolve(name_or_path)
+    if kind == "keras":
+        import car_tf.models  # noqa: F401  registers the serialisable classes
+
+        return keras.models.load_model(path, safe_mode=True)
+    if kind == "bundled":
+        verify_manifest(path)
+    return _load_model_dir(path, resampler_impl)
