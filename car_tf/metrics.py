@@ -44,7 +44,9 @@ def _as_float64(image, name):
     is_uint8 = getattr(image, "dtype", None) in (np.uint8, tf.uint8)
     tensor = tf.convert_to_tensor(image)
     if tensor.shape.rank not in (3, 4) or tensor.shape[-1] != 3:
-        raise ValueError(f"{name} must be an RGB image [H,W,3] or batch [N,H,W,3], got shape {tensor.shape}")
+        raise ValueError(
+            f"{name} must be an RGB image [H,W,3] or batch [N,H,W,3], got shape {tensor.shape}"
+        )
     tensor = tf.cast(tensor, tf.float64)
     if is_uint8:
         tensor = tensor / 255.0
@@ -67,7 +69,9 @@ def _prepare(a, b, shave):
     if shave:
         height, width = a.shape[1], a.shape[2]
         if height is not None and width is not None and min(height, width) <= 2 * shave:
-            raise ValueError(f"image of {height}x{width} pixels is too small to shave {shave} pixels per border")
+            raise ValueError(
+                f"image of {height}x{width} pixels is too small to shave {shave} pixels per border"
+            )
         a = a[:, shave:-shave, shave:-shave, :]
         b = b[:, shave:-shave, shave:-shave, :]
     return a, b, batched
@@ -78,7 +82,10 @@ def _finish(per_image, batched):
 
 
 def rgb_to_y(rgb01):
-    """Y of YCbCr (BT.601, studio swing) from RGB in [0, 1]: [..., 3] -> [...], values in [16, 235], unrounded."""
+    """Y of YCbCr (BT.601, studio swing) from RGB in [0, 1]: [..., 3] -> [...].
+
+    Values are in [16, 235] and not rounded.
+    """
     rgb = tf.cast(tf.convert_to_tensor(rgb01), tf.float64)
     return Y_OFFSET + tf.tensordot(rgb, tf.constant(Y_COEFFICIENTS, tf.float64), axes=[[-1], [0]])
 
@@ -92,8 +99,8 @@ def psnr_y(a, b, shave, protocol="standard"):
     """PSNR (dB) on the luma channel Y.
 
     Args:
-      a, b: RGB images, [H,W,3] or [N,H,W,3], float in [0, 1] (uint8 is accepted and divided by 255);
-        numpy arrays or tensors.
+      a, b: RGB images, [H,W,3] or [N,H,W,3], float in [0, 1] (uint8 is accepted and
+        divided by 255); numpy arrays or tensors.
       shave: pixels removed from each border before scoring (the scale, by convention).
       protocol: "standard" (Y in [16, 235], peak 255) or "car_compat" (see module docstring).
 
@@ -114,14 +121,14 @@ def psnr_y(a, b, shave, protocol="standard"):
 
 
 def psnr_rgb(a, b, shave):
-    """PSNR (dB) over the three RGB channels, peak 1; same arguments and result shape as `psnr_y`."""
+    """PSNR (dB) over the three RGB channels, peak 1; arguments and result shape as `psnr_y`."""
     a, b, batched = _prepare(a, b, shave)
     mse = tf.reduce_mean(tf.square(a - b), axis=[1, 2, 3])
     return _finish(_psnr_from_mse(mse, tf.constant(1.0, tf.float64)), batched)
 
 
 def gaussian_window(size=SSIM_WINDOW, sigma=SSIM_SIGMA):
-    """The normalised 1-D Gaussian whose outer product is MATLAB's fspecial('gaussian', size, sigma)."""
+    """Normalised 1-D Gaussian; its outer product is MATLAB's fspecial('gaussian', size, sigma)."""
     coords = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
     weights = np.exp(-(coords**2) / (2.0 * sigma**2))
     return weights / weights.sum()
@@ -155,7 +162,8 @@ def ssim_y(a, b, shave, protocol="standard"):
     height, width = a.shape[1], a.shape[2]
     if height is not None and width is not None and min(height, width) < SSIM_WINDOW:
         raise ValueError(
-            f"SSIM needs at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels after shaving, got {height}x{width}"
+            f"SSIM needs at least {SSIM_WINDOW}x{SSIM_WINDOW} pixels after shaving, "
+            f"got {height}x{width}"
         )
     y1 = rgb_to_y(a)[..., tf.newaxis]
     y2 = rgb_to_y(b)[..., tf.newaxis]
@@ -168,5 +176,7 @@ def ssim_y(a, b, shave, protocol="standard"):
     cov = e12 - mu1 * mu2
     c1 = (SSIM_K1 * SSIM_L) ** 2
     c2 = (SSIM_K2 * SSIM_L) ** 2
-    ssim_map = ((2.0 * mu1 * mu2 + c1) * (2.0 * cov + c2)) / ((mu1 * mu1 + mu2 * mu2 + c1) * (var1 + var2 + c2))
+    ssim_map = ((2.0 * mu1 * mu2 + c1) * (2.0 * cov + c2)) / (
+        (mu1 * mu1 + mu2 * mu2 + c1) * (var1 + var2 + c2)
+    )
     return _finish(tf.reduce_mean(ssim_map, axis=[1, 2, 3]), batched)

@@ -1,4 +1,5 @@
-"""car_tf.metrics against hand-computed values, an independent numpy implementation and tf.image.ssim."""
+"""car_tf.metrics against hand-computed values, an independent numpy implementation and
+tf.image.ssim."""
 
 import math
 
@@ -7,7 +8,6 @@ import pytest
 import tensorflow as tf
 
 from car_tf import metrics
-
 
 # ---- independent reference, plain numpy (2-D window, explicit sliding windows) ----
 
@@ -60,7 +60,9 @@ def _pair(seed, height=40, width=36):
     """An 8-bit HR-like image and a noisy, blurred 'reconstruction' of it, both in [0, 1]."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:height, 0:width]
-    base = 0.5 + 0.3 * np.sin(xx / 3.0)[..., None] * np.cos(yy / 5.0)[..., None] * np.array([1.0, 0.7, 0.4])
+    base = 0.5 + 0.3 * np.sin(xx / 3.0)[..., None] * np.cos(yy / 5.0)[..., None] * np.array(
+        [1.0, 0.7, 0.4]
+    )
     a = np.round(np.clip(base + 0.1 * rng.standard_normal((height, width, 3)), 0, 1) * 255) / 255
     b = np.round(np.clip(a + 0.05 * rng.standard_normal(a.shape), 0, 1) * 255) / 255
     return a, b
@@ -97,7 +99,9 @@ def test_psnr_y_car_compat_hand_value_constant_offset():
     b = a + 1 / 255
     y_diff = (65.738 + 129.057 + 25.064) / 255 / 255
     expected = -20 * math.log10(y_diff)
-    assert float(metrics.psnr_y(a, b, shave=2, protocol="car_compat")) == pytest.approx(expected, abs=1e-9)
+    assert float(metrics.psnr_y(a, b, shave=2, protocol="car_compat")) == pytest.approx(
+        expected, abs=1e-9
+    )
 
 
 def test_car_compat_psnr_is_about_256_over_255_stricter():
@@ -127,14 +131,18 @@ def test_shave_removes_exactly_the_border():
     # (column 17): 15 black pixels in the row, 16 white ones in the column (the corner is white).
     ya, yb0, yb1 = 16 + 219 * 0.5, 16.0, 235.0
     mse = (15 * (ya - yb0) ** 2 + 16 * (ya - yb1) ** 2) / (16 * 16)
-    assert float(metrics.psnr_y(a, b, shave=2)) == pytest.approx(10 * math.log10(255**2 / mse), abs=1e-9)
+    assert float(metrics.psnr_y(a, b, shave=2)) == pytest.approx(
+        10 * math.log10(255**2 / mse), abs=1e-9
+    )
 
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_psnr_matches_numpy_reference(seed):
     a, b = _pair(seed)
     assert float(metrics.psnr_y(a, b, 4)) == pytest.approx(_ref_psnr_y(a, b, 4), abs=1e-9)
-    assert float(metrics.psnr_y(a, b, 4, "car_compat")) == pytest.approx(_ref_psnr_y_car_compat(a, b, 4), abs=1e-9)
+    assert float(metrics.psnr_y(a, b, 4, "car_compat")) == pytest.approx(
+        _ref_psnr_y_car_compat(a, b, 4), abs=1e-9
+    )
     rgb_mse = np.mean((a - b)[2:-2, 2:-2] ** 2)
     assert float(metrics.psnr_rgb(a, b, 2)) == pytest.approx(-10 * math.log10(rgb_mse), abs=1e-9)
 
@@ -142,8 +150,12 @@ def test_psnr_matches_numpy_reference(seed):
 def test_uint8_inputs_are_scaled():
     a, b = _pair(4)
     a8, b8 = np.round(a * 255).astype(np.uint8), np.round(b * 255).astype(np.uint8)
-    assert float(metrics.psnr_y(a8, b8, 2)) == pytest.approx(float(metrics.psnr_y(a, b, 2)), abs=1e-9)
-    assert float(metrics.ssim_y(a8, b8, 2)) == pytest.approx(float(metrics.ssim_y(a, b, 2)), abs=1e-12)
+    assert float(metrics.psnr_y(a8, b8, 2)) == pytest.approx(
+        float(metrics.psnr_y(a, b, 2)), abs=1e-9
+    )
+    assert float(metrics.ssim_y(a8, b8, 2)) == pytest.approx(
+        float(metrics.ssim_y(a, b, 2)), abs=1e-12
+    )
 
 
 # ---- SSIM ----
@@ -161,7 +173,9 @@ def test_ssim_hand_value_constant_images():
     c1 = (0.01 * 255) ** 2
     expected = (2 * 16 * 235 + c1) / (16**2 + 235**2 + c1)
     for protocol in metrics.PROTOCOLS:
-        assert float(metrics.ssim_y(black, white, 1, protocol)) == pytest.approx(expected, abs=1e-12)
+        assert float(metrics.ssim_y(black, white, 1, protocol)) == pytest.approx(
+            expected, abs=1e-12
+        )
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -169,7 +183,9 @@ def test_ssim_matches_numpy_reference(seed):
     a, b = _pair(seed, height=37, width=30)
     ya, yb = _ref_y(a)[3:-3, 3:-3], _ref_y(b)[3:-3, 3:-3]
     assert float(metrics.ssim_y(a, b, 3)) == pytest.approx(_ref_ssim(ya, yb, "valid"), abs=1e-12)
-    assert float(metrics.ssim_y(a, b, 3, "car_compat")) == pytest.approx(_ref_ssim(ya, yb, "symmetric"), abs=1e-12)
+    assert float(metrics.ssim_y(a, b, 3, "car_compat")) == pytest.approx(
+        _ref_ssim(ya, yb, "symmetric"), abs=1e-12
+    )
     # The two boundary treatments really differ; each protocol reproduces its own.
     assert abs(_ref_ssim(ya, yb, "valid") - _ref_ssim(ya, yb, "symmetric")) > 1e-4
 
@@ -192,7 +208,9 @@ def test_batched_inputs_give_per_image_scores():
         for protocol in metrics.PROTOCOLS:
             batch = fn(a, b, 2, protocol).numpy()
             assert batch.shape == (2,)
-            np.testing.assert_allclose(batch, [float(fn(a0, b0, 2, protocol)), float(fn(a1, b1, 2, protocol))])
+            np.testing.assert_allclose(
+                batch, [float(fn(a0, b0, 2, protocol)), float(fn(a1, b1, 2, protocol))]
+            )
     assert metrics.psnr_rgb(a, b, 2).numpy().shape == (2,)
 
 

@@ -1,0 +1,108 @@
+"""Scores a CAR model on folders of HR images: PSNR/SSIM tables, and optional pictures.
+
+The protocol (crop, downscalers, upscalers, metrics) is in docs/EVALUATION.md and
+car_tf/eval_lib.py. Prints one Markdown table per dataset; with --json, stdout is exactly
+one JSON object {"protocol": ..., "results": [{"dataset", "scale", "downscaler",
+"upscaler", "psnr_y", "ssim_y", "psnr_rgb", "images", "lr_bpp"}, ...]} and the progress
+bar, notes and logs go to stderr.
+
+Usage:
+  python tools/evaluate.py --model=car-x4-bicubic --data_dir=Set5 --data_dir=Set14 --scale=4 \
+      --out_dir=eval_out --figures=2 --spectra
+"""
+
+import contextlib
+import json
+import sys
+
+from absl import app, flags, logging
+
+flags.DEFINE_string(
+    "model", None, "CAR model: a bundled name, a .keras file or a training model_dir."
+)
+flags.DEFINE_multi_string("data_dir", None, "Folder of HR images (repeat for several datasets).")
+flags.DEFINE_integer("scale", None, "Scale factor; must match the model's (default: the model's).")
+flags.DEFINE_bool("json", False, "Print one JSON object on stdout instead of Markdown tables.")
+flags.DEFINE_string("out_dir", None, "Write <dataset>_x<scale>.{md,csv,json} (and pictures) here.")
+flags.DEFINE_bool("per_image", False, "Also report each image's scores.")
+flags.DEFINE_enum(
+    "protocol",
+    "standard",
+    ["standard", "car_compat"],
+    "standard: Y PSNR/SSIM as EDSR/RCAN tables; car_compat: as the CAR authors' script.",
+)
+flags.DEFINE_integer(
+    "figures", 0, "Comparison pictures for the first N images of each dataset (needs --out_dir)."
+)
+flags.DEFINE_bool(
+    "spectra", False, "With --figures: also the LR log-magnitude spectra (paper Fig. 6)."
+)
+flags.DEFINE_string(
+    "baseline_model",
+    None,
+    "An SR model trained on bicubic LR (same forms as --model) for the bicubic + edsr row.",
+)
+flags.DEFINE_enum(
+    "resampler_impl",
+    "auto",
+    ["auto", "custom", "composite"],
+    "Adaptive resampler implementation of the CAR model.",
+)
+flags.mark_flags_as_required(["model", "data_dir"])
+
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    # Imported after flag parsing so that --help is quick.
+    from car_tf import eval_lib, pretrained
+
+    if FLAGS.figures and not FLAGS.out_dir:
+        raise app.UsageError("--figures needs --out_dir to write the pictures to")
+    if FLAGS.spectra and not FLAGS.figures:
+        raise app.UsageError(
+            "--spectra draws spectra of the --figures images; pass --figures=N too"
+        )
+    # Keep stdout for the result alone: anything a library prints goes to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            model = pretrained.load_model(FLAGS.model, FLAGS.resampler_impl)
+            baseline = (
+                pretrained.load_model(FLAGS.baseline_model, FLAGS.resampler_impl)
+                if FLAGS.baseline_model
+                else None
+            )
+        except (ValueError, OSError) as error:
+            raise app.UsageError(str(error)) from None
+        if FLAGS.scale is not None and FLAGS.scale != model.scale:
+            raise app.UsageError(
+                f"--scale={FLAGS.scale} but model {FLAGS.model} is for scale {model.scale}"
+            )
+        try:
+            report = eval_lib.evaluate(
+                model,
+                FLAGS.data_dir,
+                protocol=FLAGS.protocol,
+                baseline=baseline,
+                figures_count=FLAGS.figures,
+                spectra=FLAGS.spectra,
+                figures_dir=FLAGS.out_dir,
+            )
+        except eval_lib.NoImagesError as error:
+            raise app.UsageError(str(error)) from None
+        for note in report.notes:
+            logging.warning("%s", note)
+        if FLAGS.out_dir:
+            for path in (
+                eval_lib.write_tables(report, FLAGS.out_dir, FLAGS.per_image) + report.figure_paths
+            ):
+                logging.info("wrote %s", path)
+    if FLAGS.json:
+        print(json.dumps(report.as_json(FLAGS.per_image)))
+    else:
+        print(eval_lib.markdown(report), end="")
+
+
+if __name__ == "__main__":
+    app.run(main)
