@@ -1,0 +1,333 @@
+"""The tf.data pipelines for training and validation.
+
+Training: decoded images (car_tf.data.cache) -> one random crop per image per
+epoch, epochs in a fresh random order -> random flips -> float32 [0, 1] ->
+batch(drop_remainder=True) -> prefetch. Every random choice is a stateless
+function of (seed, element number), so the same seed gives the same batches
+whatever the parallelism, and a run resumed at `start_step` sees exactly the
+batches the interrupted run would have seen.
+
+Validation: whole images, cropped at the bottom and right to a multiple of
+size_multiple(scale) (the "modcrop" of SR evaluations: the top-left corner and
+pixel grid stay where they were).
+"""
+
+import logging
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from car_tf.data import cache as cache_lib
+from car_tf.data import folders
+from car_tf.data import tfds as tfds_lib
+from car_tf.models import min_hr_size, size_multiple
+
+logger = logging.getLogger(__name__)
+
+# Salts that keep the streams of random numbers drawn from one seed apart.
+_EPOCH_ORDER_SALT = 0x5EED0
+_AUGMENT_SALT = 0x5EED1
+
+
+def default_crop_size(scale):
+    """The paper's HR training crop: 48 LR pixels (96 at x2, 192 at x4), as a valid size."""
+    multiple = size_multiple(scale)
+    return -(-48 * scale // multiple) * multiple
+
+
+def check_crop_size(crop_size, scale):
+    """Raises ValueError unless crop_size is a usable HR crop for `scale`."""
+    multiple = size_multiple(scale)
+    smallest = min_hr_size(scale)
+    if crop_size < smallest or crop_size % multiple:
+        raise ValueError(
+            f"crop_size {crop_size} must be a multiple of {multiple} (lcm(8, scale={scale})) "
+            f"and at least {smallest}; the paper uses {default_crop_size(scale)}"
+        )
+
+
+def _sources(data_dirs, split, tfds_name, tfds_split, tfds_data_dir, tfds_image_key, max_pixels, workers):
+    if isinstance(data_dirs, (str, os.PathLike)):
+        data_dirs = [data_dirs]
+    sources = []
+    if data_dirs:
+        sources.append(folders.folder_source(data_dirs, split=split, max_pixels=max_pixels, workers=workers))
+    if tfds_name:
+        sources.append(
+            tfds_lib.tfds_source(tfds_name, split=tfds_split, data_dir=tfds_data_dir, image_key=tfds_image_key)
+        )
+    if not sources:
+        raise ValueError("no training data: give data_dirs, tfds_name, or both")
+    return sources
+
+
+def training_store(
+    data_dirs=(),
+    cache="memory",
+    tfds_name=None,
+    tfds_split="train",
+    tfds_data_dir=None,
+    tfds_image_key=tfds_lib.DEFAULT_IMAGE_KEY,
+    max_pixels=None,
+    decode_workers=None,
+):
+    """Decodes the training images once (see car_tf.data.cache) and returns the store."""
+    sources = _sources(
+        data_dirs, "train", tfds_name, tfds_split, tfds_data_dir, tfds_image_key, max_pixels, decode_workers
+    )
+    return cache_lib.build_image_store(sources, cache)
+
+
+def train_dataset(
+    data_dirs=(),
+    scale=4,
+    crop_size=None,
+    batch_size=16,
+    seed=0,
+    cache="memory",
+    tfds_name=None,
+    tfds_split="train",
+    tfds_data_dir=None,
+    tfds_image_key=tfds_lib.DEFAULT_IMAGE_KEY,
+    rotate=False,
+    start_step=0,
+    input_context=None,
+    max_pixels=None,
+    decode_workers=None,
+    store=None,
+):
+    """An endless dataset of random HR training crops.
+
+    Images are decoded here, once, before the dataset is returned; files that
+    can't be read, or are smaller than the crop, are skipped with a warning
+    that names them. Each epoch visits every usable image once, in an order
+    drawn from (seed, epoch), taking one random crop of it.
+
+    Args:
+      data_dirs: folder(s) of HR images, searched recursively (a DIV2K root
+        means its DIV2K_train_HR/).
+      scale: 2 or 4 (any integer >= 2); fixes the crop multiple lcm(8, scale).
+      crop_size: HR crop side in pixels; None = default_crop_size(scale)
+        (192 at x4, 96 at x2). Must be a multiple of lcm(8, scale).
+      batch_size: global batch size.
+      seed: integer; the same seed gives the same batches.
+      cache: "memory", a folder path (memory-mapped cache file), or "none".
+      tfds_name: also (or only) use a TFDS data set, e.g. "div2k".
+      tfds_split, tfds_data_dir, tfds_image_key: where in TFDS (see car_tf.data.tfds).
+      rotate: also rotate crops by a random multiple of 90 degrees (the paper
+        uses flips only).
+      start_step: the first batch is the one a run from step 0 would have had
+        at this step (for resuming).
+      input_context: a tf.distribute.InputContext when called from
+        strategy.distribute_datasets_from_function: the dataset then yields
+        per-replica batches of this input pipeline's share of the elements.
+      max_pixels: decompression-bomb limit for image files (image_io.read_image).
+      decode_workers: threads that decode image files; default min(4, CPUs).
+      store: an already built store (training_store()), instead of decoding.
+
+    Returns:
+      tf.data.Dataset of float32 [B, crop_size, crop_size, 3] in [0, 1], with a
+      static shape; B = batch_size, or the per-replica batch size when
+      input_context is given.
+    """
+    crop_size = default_crop_size(scale) if crop_size is None else int(crop_size)
+    check_crop_size(crop_size, scale)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if store is None:
+        store = training_store(
+            data_dirs, cache, tfds_name, tfds_split, tfds_data_dir, tfds_image_key, max_pixels, decode_workers
+        )
+    usable = usable_indices(store, crop_size)
+
+    pipelines, pipeline_id, local_batch = 1, 0, batch_size
+    if input_context is not None:
+        pipelines, pipeline_id = input_context.num_input_pipelines, input_context.input_pipeline_id
+        local_batch = input_context.get_per_replica_batch_size(batch_size)
+
+    def crop(index, top, left):
+        return store.crop(index, top, left, crop_size)
+
+    example = _example_fn(crop, store.shapes[usable], usable, crop_size, seed, rotate)
+    # Element k of the global stream belongs to pipeline k % pipelines.
+    dataset = tf.data.Dataset.counter(start=start_step * batch_size + pipeline_id, step=pipelines)
+    dataset = dataset.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.batch(local_batch, drop_remainder=True)
+    dataset = dataset.prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.deterministic = True
+    # Under experimental_distribute_dataset with several workers, each worker
+    # keeps its share of the batches; there are no files to shard.
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.OFF
+        if input_context is not None
+        else tf.data.experimental.AutoShardPolicy.DATA
+    )
+    return dataset.with_options(options)
+
+
+def usable_indices(store, crop_size):
+    """Indices of the images at least crop_size high and wide; warns about the others."""
+    usable = []
+    for index, (height, width) in enumerate(store.shapes):
+        if height >= crop_size and width >= crop_size:
+            usable.append(index)
+        else:
+            logger.warning(
+                "skipping %s: %dx%d is smaller than the %d-pixel crop",
+                store.names[index],
+                width,
+                height,
+                crop_size,
+            )
+    if not usable:
+        raise ValueError(
+            f"none of the {len(store.names)} training images is at least {crop_size}x{crop_size}; "
+            "use a smaller crop_size or larger images"
+        )
+    if len(usable) < len(store.names):
+        logger.warning(
+            "training on %d of %d images (%d smaller than the crop)",
+            len(usable),
+            len(store.names),
+            len(store.names) - len(usable),
+        )
+    return np.array(usable, np.int64)
+
+
+def _example_fn(crop, shapes, indices, crop_size, seed, rotate):
+    """element number k (int64 scalar) -> float32 [crop_size, crop_size, 3] in [0, 1]."""
+    count = len(indices)
+    heights = tf.constant(shapes[:, 0], tf.int64)
+    widths = tf.constant(shapes[:, 1], tf.int64)
+    indices = tf.constant(indices, tf.int64)
+    seed = int(seed)
+
+    def example(k):
+        epoch, position = k // count, k % count
+        order_seed = tf.stack([tf.constant(seed, tf.int64) ^ _EPOCH_ORDER_SALT, epoch])
+        pick = tf.random.experimental.index_shuffle(
+            position, seed=order_seed, max_index=tf.constant(count - 1, tf.int64)
+        )
+        seeds = tf.random.experimental.stateless_split(
+            tf.stack([tf.constant(seed, tf.int64) ^ _AUGMENT_SALT, k]), num=5
+        )
+        height, width = tf.gather(heights, pick), tf.gather(widths, pick)
+        top = tf.random.stateless_uniform(
+            [], seeds[0], minval=0, maxval=height - crop_size + 1, dtype=tf.int64
+        )
+        left = tf.random.stateless_uniform(
+            [], seeds[1], minval=0, maxval=width - crop_size + 1, dtype=tf.int64
+        )
+        patch = tf.numpy_function(
+            crop, [tf.gather(indices, pick), top, left], tf.uint8, stateful=False
+        )
+        patch = tf.ensure_shape(patch, [crop_size, crop_size, 3])
+        patch = tf.image.stateless_random_flip_left_right(patch, seeds[2])
+        patch = tf.image.stateless_random_flip_up_down(patch, seeds[3])
+        if rotate:
+            turns = tf.random.stateless_uniform([], seeds[4], minval=0, maxval=4, dtype=tf.int32)
+            patch = tf.image.rot90(patch, turns)
+        return tf.cast(patch, tf.float32) / 255.0
+
+    return example
+
+
+def _modcrop(image, scale):
+    multiple = size_multiple(scale)
+    height, width = image.shape[:2]
+    return image[: height - height % multiple, : width - width % multiple]
+
+
+def validation_images(
+    data_dirs=(),
+    scale=4,
+    tfds_name=None,
+    tfds_split="validation",
+    tfds_data_dir=None,
+    tfds_image_key=tfds_lib.DEFAULT_IMAGE_KEY,
+    limit=None,
+    max_pixels=None,
+):
+    """Whole validation images, cropped at the bottom/right to a multiple of lcm(8, scale).
+
+    Args:
+      data_dirs: folder(s) of HR images (a DIV2K root means its DIV2K_valid_HR/).
+      scale: fixes the multiple; images smaller than min_hr_size(scale) after
+        cropping are skipped with a warning, as are unreadable files.
+      tfds_name, tfds_split, tfds_data_dir, tfds_image_key: a TFDS source.
+      limit: keep only the first `limit` images (full DIV2K validation images
+        take 3.4 GB as float32).
+      max_pixels: decompression-bomb limit for image files.
+
+    Returns:
+      A list of (name, image) with name like "Set5/baby.png" (relative to the
+      parent of its data dir; "div2k/validation/00000" for TFDS) and image
+      float32 [H, W, 3] in [0, 1], H and W multiples of size_multiple(scale).
+    """
+    return [
+        (name, image.astype(np.float32) / 255.0)
+        for name, image in _validation_uint8(
+            data_dirs, scale, tfds_name, tfds_split, tfds_data_dir, tfds_image_key, limit, max_pixels
+        )
+    ]
+
+
+def _validation_uint8(data_dirs, scale, tfds_name, tfds_split, tfds_data_dir, tfds_image_key, limit, max_pixels):
+    sources = _sources(
+        data_dirs, "validation", tfds_name, tfds_split, tfds_data_dir, tfds_image_key, max_pixels, None
+    )
+    smallest = min_hr_size(scale)
+    images = []
+    for source in sources:
+        for name, _, image in source.images():
+            if limit is not None and len(images) >= limit:
+                return images
+            cropped = _modcrop(image, scale)
+            if min(cropped.shape[:2]) < smallest:
+                logger.warning(
+                    "skipping validation image %s: %dx%d is smaller than %d after cropping to a multiple of %d",
+                    name,
+                    image.shape[1],
+                    image.shape[0],
+                    smallest,
+                    size_multiple(scale),
+                )
+                continue
+            images.append((name, np.ascontiguousarray(cropped)))
+    if not images:
+        raise ValueError("no usable validation image")
+    return images
+
+
+def validation_dataset(
+    data_dirs=(),
+    scale=4,
+    tfds_name=None,
+    tfds_split="validation",
+    tfds_data_dir=None,
+    tfds_image_key=tfds_lib.DEFAULT_IMAGE_KEY,
+    limit=None,
+    max_pixels=None,
+):
+    """validation_images as a dataset of batches of one.
+
+    Images are decoded once, here, and kept as uint8.
+
+    Returns:
+      tf.data.Dataset of (name, image): name string [1], image float32
+      [1, H, W, 3] in [0, 1] (H, W vary between images).
+    """
+    images = _validation_uint8(
+        data_dirs, scale, tfds_name, tfds_split, tfds_data_dir, tfds_image_key, limit, max_pixels
+    )
+    dataset = tf.data.Dataset.from_generator(
+        lambda: iter(images),
+        output_signature=(
+            tf.TensorSpec([], tf.string),
+            tf.TensorSpec([None, None, 3], tf.uint8),
+        ),
+    )
+    dataset = dataset.map(lambda name, image: (name, tf.cast(image, tf.float32) / 255.0))
+    return dataset.batch(1).prefetch(tf.data.AUTOTUNE)
