@@ -118,18 +118,20 @@ def car_losses(hr, outputs, offset_weight=DEFAULT_OFFSET_WEIGHT, tv_weight=DEFAU
       {"total", "l1", "offset", "tv"}: float32 tensors [N].
     """
     hr = tf.convert_to_tensor(hr)
-    kernels = outputs["kernels"]
+    sr = tf.convert_to_tensor(outputs["sr"])
+    kernels = tf.convert_to_tensor(outputs["kernels"])
+    offsets_x = tf.convert_to_tensor(outputs["offsets_x"])
+    offsets_y = tf.convert_to_tensor(outputs["offsets_y"])
     if scale is not None:
         expected = (3 * int(scale) + 1) ** 2
         if kernels.shape[-1] is not None and kernels.shape[-1] != expected:
             raise ValueError(
                 f"kernels have {kernels.shape[-1]} taps but scale {scale} needs {expected}"
             )
-    if hr.shape[1:].is_fully_defined() and outputs["sr"].shape[1:].is_fully_defined():
-        if hr.shape[1:] != outputs["sr"].shape[1:]:
-            raise ValueError(f"hr shape {hr.shape} and sr shape {outputs['sr'].shape} differ")
-    l1 = l1_loss(hr, outputs["sr"])
-    offset = offset_loss(outputs["offsets_x"], outputs["offsets_y"])
-    tv = tv_loss(kernels, outputs["offsets_x"], outputs["offsets_y"])
+    if not hr.shape.is_compatible_with(sr.shape):
+        raise ValueError(f"hr shape {hr.shape} and sr shape {sr.shape} differ")
+    l1 = l1_loss(hr, sr)
+    offset = offset_loss(offsets_x, offsets_y)
+    tv = tv_loss(kernels, offsets_x, offsets_y)
     total = l1 + float(offset_weight) * offset + float(tv_weight) * tv
     return {"total": total, "l1": l1, "offset": offset, "tv": tv}

@@ -201,7 +201,6 @@ class CARModel(keras.Model):
             self.upscaler.build((input_shape[0], None, None, 3))
 
     def _downscale(self, hr):
-        _check_rgb_batch(hr, "hr")
         check_hr_shape(hr.shape, self.scale, "hr")
         kernels, offsets_x, offsets_y = self.resampler(hr)
         lr_float = self.downscaler(hr, kernels, offsets_x, offsets_y)

@@ -1,0 +1,204 @@
+"""car_tf.models.ResamplerNet: exact paper parameter counts, shapes, kernel/offset ranges, checks."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from car_tf.models import ResamplerNet, kernel_size_for, min_hr_size, size_multiple
+from car_tf.models.layers import (
+    DepthToSpace,
+    ReflectionConv2D,
+    ResidualBlock,
+    SpaceToDepth,
+    leaky_relu,
+)
+
+TINY = {"stem_features": 8, "features": 16, "blocks": 1, "trunk_features": 16, "trunk_depth": 1}
+
+
+def _trainable_count(layer):
+    return sum(int(np.prod(weight.shape)) for weight in layer.trainable_weights)
+
+
+def _built(scale, **widths):
+    net = ResamplerNet(scale, **widths)
+    net.build((None, None, None, 3))
+    return net
+
+
+def _expected_count(scale, stem_features, features, blocks, trunk_features, trunk_depth):
+    """Closed form of the architecture in the module docstring (weights + biases)."""
+
+    def conv(k, cin, cout):
+        return k * k * cin * cout + cout
+
+    taps = kernel_size_for(scale) ** 2
+    up = 8 // scale
+    w = trunk_features
+    encoder = (
+        conv(5, 3, stem_features)
+        + conv(1, 4 * stem_features, features)
+        + conv(1, 4 * features, features)
+        + blocks * 2 * conv(3, features, features)
+        + conv(1, 4 * features, w)
+    )
+    trunk = trunk_depth * conv(3, w, w) + conv(1, w, w * up * up) + conv(3, w, w)
+    head = conv(3, w, w) + conv(3, w, taps)
+    return encoder + 2 * trunk + 3 * head
+
+
+@pytest.mark.parametrize("scale, expected", [(2, 10_645_651), (4, 9_896_443)])
+def test_paper_parameter_count_is_exact(scale, expected):
+    net = _built(scale)
+    assert _trainable_count(net) == expected
+    assert not net.non_trainable_weights  # the mean shift is a constant
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+@pytest.mark.parametrize(
+    "widths",
+    [TINY, {"stem_features": 4, "features": 8, "blocks": 0, "trunk_features": 12, "trunk_depth": 0},
+     {"stem_features": 32, "features": 64, "blocks": 2, "trunk_features": 48, "trunk_depth": 2}],
+)
+def test_configurable_widths_follow_the_architecture(scale, widths):
+    assert _trainable_count(_built(scale, **widths)) == _expected_count(scale, **widths)
+
+
+def test_paper_count_matches_the_closed_form():
+    paper = {"stem_features": 64, "features": 128, "blocks": 5, "trunk_features": 256,
+             "trunk_depth": 3}
+    assert _expected_count(2, **paper) == 10_645_651
+    assert _expected_count(4, **paper) == 9_896_443
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_shapes_and_ranges(scale):
+    net = ResamplerNet(scale, **TINY)
+    hr = tf.random.stateless_uniform((2, 32, 48, 3), seed=(1, scale))
+    kernels, offsets_x, offsets_y = net(hr)
+    k = kernel_size_for(scale)
+    assert k == 3 * scale + 1
+    for tensor in (kernels, offsets_x, offsets_y):
+        assert tensor.shape == (2, 32 // scale, 48 // scale, k * k)
+        assert tensor.dtype == tf.float32
+    np.testing.assert_allclose(tf.reduce_sum(kernels, -1).numpy(), 1.0, atol=1e-5)
+    assert float(tf.reduce_min(kernels)) > 0.0
+    for offsets in (offsets_x, offsets_y):
+        assert float(tf.reduce_max(tf.abs(offsets))) < 1.0
+    # The two offset heads have separate weights.
+    assert not np.allclose(offsets_x.numpy(), offsets_y.numpy())
+
+
+def test_kernels_stay_normalised_when_the_clamp_bites():
+    net = ResamplerNet(2, **TINY)
+    hr = tf.random.stateless_uniform((1, 16, 16, 3), seed=(3, 4))
+    net(hr)
+    # A huge positive bias saturates every raw weight at the upper clamp (1):
+    # the kernel becomes uniform.
+    net.kernel_head[-1].bias.assign(tf.fill(net.kernel_head[-1].bias.shape, 1e3))
+    kernels, _, _ = net(hr)
+    np.testing.assert_allclose(kernels.numpy(), 1.0 / 49, rtol=1e-5)
+    # A huge negative bias hits the lower clamp (1e-6): uniform again, no NaN.
+    net.kernel_head[-1].bias.assign(tf.fill(net.kernel_head[-1].bias.shape, -1e3))
+    kernels, _, _ = net(hr)
+    np.testing.assert_allclose(kernels.numpy(), 1.0 / 49, rtol=1e-5)
+
+
+def test_size_multiple_and_minimum():
+    assert size_multiple(2) == 8
+    assert size_multiple(4) == 8
+    assert size_multiple(3) == 24
+    assert min_hr_size(4) == 16
+
+
+@pytest.mark.parametrize("shape, words", [
+    ((1, 20, 16, 3), "height 20 must be a multiple of 8"),
+    ((1, 16, 12, 3), "width 12 must be a multiple of 8"),
+    ((1, 8, 16, 3), "at least 16"),
+    ((1, 16, 16, 4), "3 (RGB) channels"),
+    ((16, 16, 3), "[N, H, W, 3]"),
+])
+def test_bad_input_shapes_raise_clear_errors(shape, words):
+    net = ResamplerNet(2, **TINY)
+    with pytest.raises(ValueError, match=None) as info:
+        net(tf.zeros(shape))
+    assert words in str(info.value)
+
+
+def test_unsupported_scale():
+    with pytest.raises(ValueError, match="scale must be one of"):
+        ResamplerNet(3)
+
+
+def test_dynamic_spatial_shape_in_tf_function():
+    net = ResamplerNet(4, **TINY)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    def run(hr):
+        return net(hr)
+
+    kernels, offsets_x, _ = run(tf.zeros((1, 32, 16, 3)))
+    assert kernels.shape == (1, 8, 4, 169)
+    kernels, _, _ = run(tf.zeros((2, 16, 24, 3)))
+    assert kernels.shape == (2, 4, 6, 169)
+
+
+def test_serialisation_round_trip():
+    net = ResamplerNet(2, **TINY, name="resampler")
+    hr = tf.random.stateless_uniform((1, 16, 16, 3), seed=(5, 6))
+    expected = net(hr)
+    clone = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(net), safe_mode=True
+    )
+    assert clone.get_config() == net.get_config()
+    assert clone.built  # deserialisation rebuilds from the recorded shape
+    clone.set_weights(net.get_weights())
+    for got, want in zip(clone(hr), expected):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+def _round_trip(layer):
+    return keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(layer), safe_mode=True
+    )
+
+
+def test_reflection_conv_pads_by_reflection():
+    conv = ReflectionConv2D(2, 3, activation="relu")
+    x = tf.random.stateless_normal((1, 4, 5, 3), seed=(7, 8))
+    y = conv(x)
+    assert y.shape == (1, 4, 5, 2)
+    padded = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="REFLECT")
+    want = tf.nn.relu(tf.nn.conv2d(padded, conv.kernel, 1, "VALID") + conv.bias)
+    np.testing.assert_allclose(y.numpy(), want.numpy(), atol=1e-5)
+    clone = _round_trip(conv)
+    assert clone.built  # deserialisation rebuilds from the recorded shape
+    clone.set_weights(conv.get_weights())
+    np.testing.assert_array_equal(clone(x).numpy(), y.numpy())
+    with pytest.raises(ValueError, match="odd kernel sizes"):
+        ReflectionConv2D(2, 4)
+
+
+def test_leaky_relu_slope_and_residual_block_round_trip():
+    x = tf.constant([-2.0, 0.0, 3.0])
+    np.testing.assert_allclose(leaky_relu(x).numpy(), [-0.4, 0.0, 3.0])
+    block = ResidualBlock(4, leaky_relu, 1.0, "reflect")
+    inputs = tf.random.stateless_normal((1, 3, 3, 4), seed=(9, 9))
+    expected = block(inputs)
+    clone = _round_trip(block)
+    assert clone.get_config() == block.get_config()
+    assert clone.built  # deserialisation rebuilds from the recorded shape
+    clone.set_weights(block.get_weights())
+    np.testing.assert_array_equal(clone(inputs).numpy(), expected.numpy())
+
+
+def test_space_to_depth_and_back():
+    x = tf.reshape(tf.range(2 * 4 * 6 * 3, dtype=tf.float32), (2, 4, 6, 3))
+    down = SpaceToDepth(2)(x)
+    assert down.shape == (2, 2, 3, 12)
+    np.testing.assert_array_equal(_round_trip(DepthToSpace(2))(down).numpy(), x.numpy())
