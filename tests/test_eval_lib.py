@@ -74,6 +74,49 @@ def _bicubic_up(lr_uint8):
     return np.round(np.clip(up.numpy()[0], 0, 1) * 255).astype(np.uint8)
 
 
+def _keys_cubic(t):
+    t = np.abs(t)
+    return np.where(
+        t <= 1,
+        1.5 * t**3 - 2.5 * t**2 + 1,
+        np.where(t <= 2, -0.5 * t**3 + 2.5 * t**2 - 4 * t + 2, 0.0),
+    )
+
+
+def _matlab_imresize_down_1d(signal, scale):
+    """MATLAB imresize(x, 1/scale) along axis 0, bicubic with antialiasing: the cubic kernel
+    stretched by `scale`, weights normalised to 1, out-of-range taps mirrored."""
+    size = signal.shape[0]
+    out = []
+    for j in range(size // scale):
+        centre = (j + 0.5) * scale - 0.5  # output pixel centre in input pixel coordinates
+        taps = np.arange(int(np.floor(centre - 2 * scale)), int(np.ceil(centre + 2 * scale)) + 1)
+        weights = _keys_cubic((centre - taps) / scale)
+        weights /= weights.sum()
+        mirrored = np.where(taps < 0, -taps - 1, np.where(taps >= size, 2 * size - taps - 1, taps))
+        out.append(np.tensordot(weights, signal[mirrored], axes=1))
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_bicubic_downscale_matches_matlab_imresize_in_the_interior(scale):
+    hr = _smooth_image(48, 40, 7)
+    expected = _matlab_imresize_down_1d(hr.astype(np.float64) / 255, scale)
+    expected = _matlab_imresize_down_1d(expected.transpose(1, 0, 2), scale).transpose(1, 0, 2)
+    got = tf.image.resize(
+        tf.constant(hr[None], tf.float32) / 255.0,
+        [48 // scale, 40 // scale],
+        method="bicubic",
+        antialias=True,
+    ).numpy()[0]
+    border = 2  # LR pixels whose kernel (2 * scale HR pixels each side) reaches past the edge
+    interior = (slice(border, -border), slice(border, -border))
+    np.testing.assert_allclose(got[interior], expected[interior], atol=2e-6)
+    assert np.abs(got - expected).max() > 1e-4  # the borders do differ (MATLAB mirrors)
+    lr = eval_lib.bicubic_downscale_uint8(hr, scale)
+    np.testing.assert_array_equal(lr, np.round(np.clip(got, 0, 1) * 255).astype(np.uint8))
+
+
 def test_rows_counts_and_notes(bicubic_report, data_dir):
     pairs = [(row.downscaler, row.upscaler) for row in bicubic_report.rows]
     assert pairs == [("bicubic", "bicubic"), ("car", "bicubic")]
