@@ -24,6 +24,7 @@ import csv
 import dataclasses
 import io
 import json
+import math
 import os
 import sys
 
@@ -45,18 +46,7 @@ CSV_COLUMNS = (
     "lr_bpp",
     "images",
 )
-PER_IMAGE_COLUMNS = (
-    "dataset",
-    "image",
-    "scale",
-    "protocol",
-    "downscaler",
-    "upscaler",
-    "psnr_y",
-    "ssim_y",
-    "psnr_rgb",
-    "lr_bpp",
-)
+PER_IMAGE_COLUMNS = ("dataset", "image", *CSV_COLUMNS[1:-1])
 
 
 class NoImagesError(ValueError):
@@ -95,9 +85,18 @@ class Row(Scores):
     def as_json(self):
         """The JSON result row: dataset, scale, downscaler, upscaler, psnr_y, ssim_y, psnr_rgb,
         lr_bpp, images."""
-        row = dataclasses.asdict(self)
+        row = _json_record(self)
         del row["protocol"]  # stated once, at the top of the JSON object
         return row
+
+
+def _json_record(record):
+    """A dataclass as a dict for JSON; +inf (PSNR of identical images) becomes null, since
+    strict JSON has no infinity."""
+    return {
+        key: None if isinstance(value, float) and not math.isfinite(value) else value
+        for key, value in dataclasses.asdict(record).items()
+    }
 
 
 @dataclasses.dataclass
@@ -114,7 +113,7 @@ class Report:
     def as_json(self, per_image=False):
         result = {"protocol": self.protocol, "results": [row.as_json() for row in self.rows]}
         if per_image:
-            result["per_image"] = [dataclasses.asdict(score) for score in self.per_image]
+            result["per_image"] = [_json_record(score) for score in self.per_image]
         return result
 
 
@@ -470,7 +469,7 @@ def write_tables(report, out_dir, per_image=False):
         contents = {
             ".md": markdown(part),
             ".csv": _csv_text(part.rows, CSV_COLUMNS),
-            ".json": json.dumps(part.as_json(per_image), indent=2) + "\n",
+            ".json": json.dumps(part.as_json(per_image), indent=2, allow_nan=False) + "\n",
         }
         if per_image:
             contents["_per_image.csv"] = _csv_text(part.per_image, PER_IMAGE_COLUMNS)

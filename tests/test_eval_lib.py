@@ -302,43 +302,41 @@ def test_duplicate_dataset_names_are_refused(bicubic_model, tmp_path):
         )
 
 
+def test_infinite_psnr_is_null_in_json():
+    row = eval_lib.Row(
+        "Set5", 2, "standard", "car", "edsr", float("inf"), 1.0, float("inf"), 3.0, 1
+    )
+    report = eval_lib.Report("standard", [row], [], [], [])
+    text = json.dumps(report.as_json(), allow_nan=False)
+    assert json.loads(text)["results"][0]["psnr_y"] is None
+
+
+def _run_tool(*flags):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    command = [sys.executable, os.path.join(REPO, "tools", "evaluate.py"), *flags]
+    return subprocess.run(
+        command, capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+
+
 @pytest.mark.slow
 def test_tool_json_schema(edsr_model, data_dir, tmp_path):
     model_path = tmp_path / "car.keras"
     edsr_model.save(str(model_path))
     out = tmp_path / "out"
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(REPO, "tools", "evaluate.py"),
-            f"--model={model_path}",
-            f"--data_dir={data_dir}",
-            f"--scale={SCALE}",
-            "--json",
-            f"--out_dir={out}",
-            f"--baseline_model={model_path}",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
+    result = _run_tool(
+        f"--model={model_path}",
+        f"--data_dir={data_dir}",
+        f"--scale={SCALE}",
+        "--json",
+        f"--out_dir={out}",
+        f"--baseline_model={model_path}",
     )
     assert result.returncode == 0, result.stderr
     output = json.loads(result.stdout)  # stdout holds the JSON object and nothing else
     assert set(output) == {"protocol", "results"}
-    keys = {
-        "dataset",
-        "scale",
-        "downscaler",
-        "upscaler",
-        "psnr_y",
-        "ssim_y",
-        "psnr_rgb",
-        "images",
-        "lr_bpp",
-    }
+    keys = {"dataset", "scale", "downscaler", "upscaler", "psnr_y", "ssim_y", "psnr_rgb"}
+    keys |= {"images", "lr_bpp"}
     assert len(output["results"]) == 4
     for row in output["results"]:
         assert set(row) == keys
@@ -347,3 +345,15 @@ def test_tool_json_schema(edsr_model, data_dir, tmp_path):
         assert all(isinstance(row[k], float) for k in ("psnr_y", "ssim_y", "psnr_rgb", "lr_bpp"))
     assert "broken.png" in result.stderr  # the note goes to stderr
     assert (out / f"{os.path.basename(data_dir)}_x{SCALE}.md").exists()
+
+
+@pytest.mark.slow
+def test_tool_names_a_folder_without_images(tmp_path):
+    model_path = tmp_path / "car.keras"
+    build_car_model(default_config(SCALE, "bicubic", variant="tiny")).save(str(model_path))
+    empty = tmp_path / "NoImagesHere"
+    empty.mkdir()
+    result = _run_tool(f"--model={model_path}", f"--data_dir={empty}", "--json")
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert "NoImagesHere" in result.stderr and "Traceback" not in result.stderr

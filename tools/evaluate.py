@@ -99,7 +99,7 @@ def main(argv):
             ):
                 logging.info("wrote %s", path)
     if FLAGS.json:
-        print(json.dumps(report.as_json(FLAGS.per_image)))
+        print(json.dumps(report.as_json(FLAGS.per_image), allow_nan=False))
     else:
         print(eval_lib.markdown(report), end="")
 
