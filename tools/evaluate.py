@@ -56,7 +56,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv
     # Imported after flag parsing so that --help is quick.
-    from car_tf import eval_lib, pretrained
+    from car_tf import eval_lib, image_io, pretrained
 
     if FLAGS.figures and not FLAGS.out_dir:
         raise app.UsageError("--figures needs --out_dir to write the pictures to")
@@ -64,7 +64,8 @@ def main(argv):
         raise app.UsageError(
             "--spectra draws spectra of the --figures images; pass --figures=N too"
         )
-    # Keep stdout for the result alone: anything a library prints goes to stderr.
+    # Keep stdout for the result alone: anything a library prints goes to stderr. User errors
+    # end the run with one line on stderr (SystemExit), not the usage text.
     with contextlib.redirect_stdout(sys.stderr):
         try:
             model = pretrained.load_model(FLAGS.model, FLAGS.resampler_impl)
@@ -74,10 +75,11 @@ def main(argv):
                 else None
             )
         except (ValueError, OSError) as error:
-            raise app.UsageError(str(error)) from None
+            raise SystemExit(f"evaluate: cannot load a model: {error}") from None
         if FLAGS.scale is not None and FLAGS.scale != model.scale:
-            raise app.UsageError(
-                f"--scale={FLAGS.scale} but model {FLAGS.model} is for scale {model.scale}"
+            raise SystemExit(
+                f"evaluate: --scale={FLAGS.scale} but model {FLAGS.model} is for scale "
+                f"{model.scale}; drop --scale or pass a model of that scale"
             )
         try:
             report = eval_lib.evaluate(
@@ -89,14 +91,18 @@ def main(argv):
                 spectra=FLAGS.spectra,
                 figures_dir=FLAGS.out_dir,
             )
-        except eval_lib.NoImagesError as error:
-            raise app.UsageError(str(error)) from None
+        except (eval_lib.NoImagesError, image_io.ImageWriteError) as error:
+            raise SystemExit(f"evaluate: {error}") from None
         for note in report.notes:
             logging.warning("%s", note)
         if FLAGS.out_dir:
-            for path in (
-                eval_lib.write_tables(report, FLAGS.out_dir, FLAGS.per_image) + report.figure_paths
-            ):
+            try:
+                tables = eval_lib.write_tables(report, FLAGS.out_dir, FLAGS.per_image)
+            except OSError as error:
+                raise SystemExit(
+                    f"evaluate: cannot write the tables to --out_dir: {error}"
+                ) from None
+            for path in tables + report.figure_paths:
                 logging.info("wrote %s", path)
     if FLAGS.json:
         print(json.dumps(report.as_json(FLAGS.per_image), allow_nan=False))
