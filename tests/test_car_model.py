@@ -171,6 +171,18 @@ def test_keras_round_trip(tmp_path):
         np.testing.assert_array_equal(got[key].numpy(), expected[key].numpy())
 
 
+def test_tf_train_checkpoint_holds_every_weight(tmp_path):
+    model = _tiny(4, "edsr")
+    hr = _smooth_images(1, 32, 32)
+    expected = model(hr)["sr"].numpy()
+    path = tf.train.Checkpoint(model=model).write(str(tmp_path / "ckpt"))
+    saved = [name for name, _ in tf.train.list_variables(path) if name.startswith("model/")]
+    assert len(saved) == len(model.weights)
+    fresh = _tiny(4, "edsr")
+    tf.train.Checkpoint(model=fresh).read(path).assert_consumed()
+    np.testing.assert_array_equal(fresh(hr)["sr"].numpy(), expected)
+
+
 def test_tf_function_with_dynamic_shapes():
     model = _tiny(2, "bicubic")
 

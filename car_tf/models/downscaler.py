@@ -28,6 +28,11 @@ class AdaptiveDownscale(keras.layers.Layer):
         # XLA can't compile the custom op; Keras would try when a GPU is visible.
         self.supports_jit = impl == "composite"
 
+    def build(self, hr_shape, kernels_shape, offsets_x_shape, offsets_y_shape):
+        # No weights. Naming every input's shape lets Keras record all four
+        # (summary() and compute_output_shape use them).
+        pass
+
     def call(self, hr, kernels, offsets_x, offsets_y):
         return adaptive_resample(
             hr, kernels, offsets_x, offsets_y, offset_unit=float(self.scale), impl=self.impl

@@ -18,6 +18,7 @@ from car_tf.models.layers import (
     DepthToSpace,
     MeanShift,
     ResidualBlock,
+    add_sublayers,
     build_chain,
     conv2d,
 )
@@ -59,18 +60,20 @@ class EDSR(keras.layers.Layer):
 
         self.sub_mean = MeanShift(DIV2K_MEAN_RGB, sign=-1.0, name="sub_mean")
         self.head = conv2d(f, 3, "zero", name="head")
-        self.body = [
+        body = [
             ResidualBlock(f, "relu", self.res_scale, "zero", name=f"res_block{index}")
             for index in range(self.blocks)
         ]
-        self.body.append(conv2d(f, 3, "zero", name="body_out"))
-        self.tail = []
+        body.append(conv2d(f, 3, "zero", name="body_out"))
+        tail = []
         for index, factor in enumerate(factors):
-            self.tail += [
+            tail += [
                 conv2d(f * factor * factor, 3, "zero", name=f"up{index}_conv"),
                 DepthToSpace(factor, name=f"up{index}"),
             ]
-        self.tail.append(conv2d(3, 3, "zero", name="tail_out"))
+        tail.append(conv2d(3, 3, "zero", name="tail_out"))
+        self.body = add_sublayers(self, body)
+        self.tail = add_sublayers(self, tail)
         self.add_mean = MeanShift(DIV2K_MEAN_RGB, sign=1.0, name="add_mean")
 
     def build(self, input_shape):

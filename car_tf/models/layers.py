@@ -41,6 +41,22 @@ def leaky_relu(x):
     return tf.maximum(x, 0.2 * x)
 
 
+def add_sublayers(owner, layers):
+    """Makes each layer an attribute of `owner`, named after it; returns them as a tuple.
+
+    Keras 3 keeps a list of layers in its own tracked list, which
+    tf.train.Checkpoint does not follow: weights held only in a list would be
+    silently missing from training checkpoints. Attributes are followed by
+    both Keras and TensorFlow; the returned tuple (untracked by TensorFlow)
+    just keeps the order.
+    """
+    for layer in layers:
+        if hasattr(owner, layer.name):
+            raise ValueError(f"{type(owner).__name__} already has an attribute {layer.name!r}")
+        setattr(owner, layer.name, layer)
+    return tuple(layers)
+
+
 def _pair(value, name):
     pair = tuple(value) if isinstance(value, (list, tuple)) else (value, value)
     if len(pair) != 2 or any(int(v) != v or v < 1 for v in pair):

@@ -32,6 +32,7 @@ from car_tf.models.layers import (
     MeanShift,
     ResidualBlock,
     SpaceToDepth,
+    add_sublayers,
     build_chain,
     conv2d,
     leaky_relu,
@@ -130,21 +131,21 @@ class ResamplerNet(keras.layers.Layer):
         leaky = leaky_relu
 
         self.sub_mean = MeanShift(DIV2K_MEAN_RGB, sign=-1.0, name="sub_mean")
-        self.encoder = [
+        self.encoder = add_sublayers(self, [
             conv2d(self.stem_features, 5, "reflect", leaky, name="stem"),
             SpaceToDepth(2, name="down2"),
             conv2d(self.features, 1, "reflect", name="down2_conv"),
             SpaceToDepth(2, name="down4"),
             conv2d(self.features, 1, "reflect", name="down4_conv"),
-        ]
-        self.res_blocks = [
+        ])
+        self.res_blocks = add_sublayers(self, [
             ResidualBlock(self.features, leaky, 1.0, "reflect", name=f"res_block{index}")
             for index in range(self.blocks)
-        ]
-        self.bottleneck = [
+        ])
+        self.bottleneck = add_sublayers(self, [
             SpaceToDepth(2, name="down8"),
             conv2d(width, 1, "reflect", name="down8_conv"),
-        ]
+        ])
 
         def trunk(prefix):
             layers = [
@@ -156,13 +157,13 @@ class ResamplerNet(keras.layers.Layer):
                 DepthToSpace(up, name=f"{prefix}_up"),
                 conv2d(width, 3, "reflect", "relu", name=f"{prefix}_out"),
             ]
-            return layers
+            return add_sublayers(self, layers)
 
         def head(prefix, activation):
-            return [
+            return add_sublayers(self, [
                 conv2d(width, 3, "reflect", "relu", name=f"{prefix}_hidden"),
                 conv2d(taps, 3, "reflect", activation, name=f"{prefix}_out"),
-            ]
+            ])
 
         self.kernel_trunk = trunk("kernel_trunk")
         self.offset_trunk = trunk("offset_trunk")
