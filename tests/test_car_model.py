@@ -17,6 +17,7 @@ from car_tf.models import (
     VARIANTS,
     CARModel,
     build_car_model,
+    count_trainable_params,
     default_config,
     size_multiple,
 )
@@ -36,10 +37,6 @@ def _smooth_images(batch, height, width, seed=0):
 
 def _tiny(scale, upscaler="edsr", **overrides):
     return build_car_model({**default_config(scale, upscaler, "tiny"), **overrides})
-
-
-def _trainable_count(layer):
-    return sum(int(np.prod(weight.shape)) for weight in layer.trainable_weights)
 
 
 @pytest.mark.parametrize("upscaler", ["bicubic", "edsr"])
@@ -115,17 +112,17 @@ def test_default_configs_are_complete_json_and_build():
                                                     (4, 9_896_443, 43_089_923)])
 def test_paper_model_parameter_counts(scale, resampler, edsr):
     model = build_car_model(default_config(scale, "edsr", "paper"))
-    assert _trainable_count(model.resampler) == resampler
-    assert _trainable_count(model.upscaler) == edsr
-    assert _trainable_count(model) == resampler + edsr
+    assert count_trainable_params(model.resampler) == resampler
+    assert count_trainable_params(model.upscaler) == edsr
+    assert count_trainable_params(model) == resampler + edsr
     bicubic = build_car_model(default_config(scale, "bicubic", "paper"))
-    assert _trainable_count(bicubic) == resampler
+    assert count_trainable_params(bicubic) == resampler
 
 
 @pytest.mark.parametrize("scale", [2, 4])
 def test_lite_resampler_is_small(scale):
     model = build_car_model(default_config(scale, "edsr", "lite"))
-    assert 400_000 <= _trainable_count(model.resampler) <= 700_000
+    assert 400_000 <= count_trainable_params(model.resampler) <= 700_000
 
 
 def test_input_size_errors():

@@ -9,12 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from car_tf.models import EDSR, EDSR_BASELINE, EDSR_PAPER
+from car_tf.models import EDSR, EDSR_BASELINE, EDSR_PAPER, count_trainable_params
 from car_tf.models.layers import DIV2K_MEAN_RGB
-
-
-def _trainable_count(layer):
-    return sum(int(np.prod(weight.shape)) for weight in layer.trainable_weights)
 
 
 def _built(scale, **config):
@@ -26,14 +22,14 @@ def _built(scale, **config):
 @pytest.mark.parametrize("scale, expected", [(2, 40_729_603), (4, 43_089_923)])
 def test_paper_parameter_count_is_exact(scale, expected):
     assert EDSR_PAPER == {"blocks": 32, "features": 256, "res_scale": 0.1}
-    assert _trainable_count(_built(scale, **EDSR_PAPER)) == expected
+    assert count_trainable_params(_built(scale, **EDSR_PAPER)) == expected
 
 
 @pytest.mark.parametrize("scale, expected", [(2, 1_369_859), (4, 1_517_571)])
 def test_baseline_parameter_count(scale, expected):
     # EDSR-baseline is known as the 1.37M (x2) / 1.52M (x4) parameter model.
     assert EDSR_BASELINE == {"blocks": 16, "features": 64, "res_scale": 1.0}
-    assert _trainable_count(_built(scale, **EDSR_BASELINE)) == expected
+    assert count_trainable_params(_built(scale, **EDSR_BASELINE)) == expected
 
 
 @pytest.mark.parametrize("scale, stages", [(2, 1), (3, 1), (4, 2), (8, 3)])

@@ -11,6 +11,7 @@ from car_tf.models.car import (
 )
 from car_tf.models.downscaler import AdaptiveDownscale
 from car_tf.models.edsr import EDSR, EDSR_BASELINE, EDSR_PAPER
+from car_tf.models.layers import count_trainable_params
 from car_tf.models.resampler_net import (
     ResamplerNet,
     check_hr_shape,
@@ -32,6 +33,7 @@ __all__ = [
     "VARIANTS",
     "build_car_model",
     "check_hr_shape",
+    "count_trainable_params",
     "default_config",
     "kernel_size_for",
     "min_hr_size",

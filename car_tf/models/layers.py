@@ -4,6 +4,8 @@ All of them are NHWC and stride 1 (where they convolve); none is a Lambda, so
 models built from them save to `.keras` and load with safe_mode=True.
 """
 
+import math
+
 import keras
 import tensorflow as tf
 
@@ -12,6 +14,11 @@ _PACKAGE = "car_tf"
 # Mean RGB of the DIV2K training set, in [0, 1]; both ResamplerNet and EDSR
 # subtract it first (paper section 4.1.2; EDSR's MeanShift).
 DIV2K_MEAN_RGB = (0.4488, 0.4371, 0.4040)
+
+
+def count_trainable_params(layer):
+    """Number of trainable scalars in a built layer or model."""
+    return sum(math.prod(weight.shape) for weight in layer.trainable_weights)
 
 
 def build_chain(layers, input_shape):
