@@ -1,0 +1,367 @@
+"""Whole images through a CAR model: any size, in tiles, with bounded memory.
+
+The networks want HR sides that are multiples of size_multiple(scale)
+(lcm(8, scale)). An image of any size is therefore reflection-padded at its
+bottom and right edges to such a multiple; the LR result is then cropped to
+ceil(H / scale) x ceil(W / scale). When H or W is not a multiple of the scale,
+the last LR row/column covers a few reflected HR pixels, and upscaling that LR
+image gives up to scale - 1 pixels more than the original (car roundtrip
+crops them off; car upscale can't know the original size and keeps them).
+
+Tiling. The padded image is cut into cores of `tile` pixels (a multiple of the
+size multiple, so every space-to-depth block falls the same way in a tile as
+in the whole image); each core is run with a halo of context of at least the
+model's receptive field on every side where the image continues. Each output
+pixel then sees exactly the inputs it sees in the untiled run (at the image
+border the tile's edge *is* the image edge, so the padding the layers apply is
+the same), and the tiled result equals the untiled one up to float rounding
+(at most one 8-bit level). The receptive fields are derived from the layers
+themselves (`network_reach`), not hard-coded.
+
+Memory: each tile is read from the source array through reflected indices (no
+padded copy of the image is made), converted to float and run; its core is
+written into a preallocated uint8 output. Peak memory is then the source and
+output uint8 arrays, which scale with the image, plus one tile's activations,
+which scale with the tile size.
+"""
+
+import dataclasses
+import math
+from fractions import Fraction
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from car_tf.models import BicubicUpscaler, EDSR, size_multiple
+from car_tf.models.layers import (
+    DepthToSpace,
+    MeanShift,
+    ResidualBlock,
+    SpaceToDepth,
+)
+
+# Keys' cubic (a = -0.5) reaches two samples either side of a sample position.
+CUBIC_REACH = 2
+
+
+def _round_up(value, multiple):
+    return -(-int(value) // multiple) * multiple
+
+
+def _backward_interval(layers, start, end):
+    """The input interval [start, end) that layers (applied in order) need for output [start, end).
+
+    Works along one axis, in the units of each layer's own grid: a conv of
+    kernel size k widens the interval by k // 2 either side; space-to-depth by
+    b makes one output pixel out of b input pixels; depth-to-space by b makes
+    b output pixels out of one input pixel.
+    """
+    for layer in reversed(layers):
+        if isinstance(layer, ResidualBlock):
+            # x + conv2(act(conv1(x))): the skip adds no reach.
+            start, end = _backward_interval([layer.conv1, layer.conv2], start, end)
+        elif isinstance(layer, keras.layers.Conv2D):
+            if tuple(layer.strides) != (1, 1) or tuple(layer.dilation_rate) != (1, 1):
+                raise ValueError(f"receptive field: layer {layer.name} is strided or dilated")
+            radius = max(layer.kernel_size) // 2
+            start, end = start - radius, end + radius
+        elif isinstance(layer, SpaceToDepth):
+            start, end = start * layer.block_size, end * layer.block_size
+        elif isinstance(layer, DepthToSpace):
+            block = layer.block_size
+            start, end = math.floor(start / block), math.ceil(end / block)
+        elif isinstance(layer, BicubicUpscaler):
+            # Output pixel x samples input position (x + 0.5) / s - 0.5 with
+            # taps floor(.) - 1 .. floor(.) + 2.
+            scale = layer.scale
+            start = math.floor((start + 0.5) / scale - 0.5) - (CUBIC_REACH - 1)
+            end = math.floor((end - 0.5) / scale - 0.5) + CUBIC_REACH + 1
+        elif isinstance(layer, MeanShift):
+            continue
+        else:
+            raise ValueError(
+                f"receptive field: don't know how far layer {layer.name} "
+                f"({type(layer).__name__}) reaches"
+            )
+    return start, end
+
+
+def network_reach(layers, input_stride, output_stride):
+    """Input pixels each side that an output window of `layers` depends on.
+
+    Args:
+      layers: the layers in the order they run, a chain (skips add no reach).
+      input_stride, output_stride: pixels of a common fine grid per input and
+        per output pixel, e.g. (1, scale) for a downscaler, (scale, 1) for an
+        upscaler. Output windows must start and end on multiples of the
+        coarsest grid the chain passes through (tiles aligned to
+        size_multiple do).
+
+    Returns:
+      int: how many input pixels beyond the output window's footprint,
+      on the worse of the two sides, the result can depend on.
+    """
+    # An aligned output window [0, n): n output pixels covering a whole number
+    # of the coarsest blocks. 64 * stride covers every block size used here.
+    period = 64 * max(input_stride, output_stride)
+    n = period // output_stride
+    start, end = _backward_interval(layers, 0, n)
+    footprint = n * output_stride // input_stride
+    return max(0, -start, end - footprint)
+
+
+def resampler_net_reach(resampler):
+    """HR pixels of context each side that ResamplerNet's kernels and offsets depend on.
+
+    The worst of the kernel branch and the offset branches, counted through
+    the stem, the space-to-depth levels, the residual blocks, the trunks and
+    their depth-to-space, and the heads.
+    """
+    stem = [resampler.sub_mean, *resampler.encoder, *resampler.res_blocks, *resampler.bottleneck]
+    branches = (
+        [*resampler.kernel_trunk, *resampler.kernel_head],
+        [*resampler.offset_trunk, *resampler.offset_x_head],
+        [*resampler.offset_trunk, *resampler.offset_y_head],
+    )
+    return max(network_reach(stem + branch, 1, resampler.scale) for branch in branches)
+
+
+def resampler_tap_reach(scale, kernel_size, offset_unit=None):
+    """HR pixels beyond an LR pixel's footprint that the adaptive resampler reads.
+
+    Kernel radius k // 2, plus the largest offset (|offset| < 1, times
+    offset_unit = scale HR pixels), plus one for the bilinear neighbour.
+    """
+    offset_unit = scale if offset_unit is None else offset_unit
+    return kernel_size // 2 + math.ceil(offset_unit) + 1
+
+
+def downscale_reach(model):
+    """HR pixels of context each side that one LR pixel of model.downscale depends on.
+
+    The LR pixel is the kernel-weighted sum of HR samples within the tap reach,
+    with kernels and offsets computed by ResamplerNet at that same LR pixel:
+    the two dependencies overlap, so the reach is the larger of the two, not
+    their sum. The quantiser is per pixel.
+    """
+    return max(resampler_net_reach(model.resampler),
+               resampler_tap_reach(model.scale, model.kernel_size))
+
+
+def upscale_reach(model):
+    """LR pixels of context each side that the upscaler's output depends on (EDSR or bicubic)."""
+    upscaler = model.upscaler
+    if isinstance(upscaler, EDSR):
+        layers = [upscaler.sub_mean, upscaler.head, *upscaler.body, *upscaler.tail,
+                  upscaler.add_mean]
+    else:
+        layers = [upscaler]
+    return network_reach(layers, model.scale, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Tile:
+    """One tile along both axes, in input pixels: the core it produces and the window it reads."""
+
+    core: tuple  # (y0, y1, x0, x1)
+    window: tuple  # (y0, y1, x0, x1), contains core
+
+
+def _spans(size, tile, halo):
+    """[(core_start, core_end, window_start, window_end)] covering [0, size)."""
+    spans = []
+    for start in range(0, size, tile):
+        end = min(start + tile, size)
+        spans.append((start, end, max(0, start - halo), min(size, end + halo)))
+    return spans
+
+
+def plan_tiles(height, width, tile, halo, align=1):
+    """Tiles covering a height x width input.
+
+    Args:
+      tile: core side in pixels, rounded up to a multiple of `align`;
+        0 or >= the image side means one tile along that axis.
+      halo: context pixels each side, rounded up to a multiple of `align`.
+      align: cores and windows start and end on multiples of this (or at the
+        image edge, which must itself be a multiple).
+
+    Returns:
+      A list of Tile, row-major.
+    """
+    halo = _round_up(halo, align)
+    tile_h = _round_up(tile, align) if tile else height
+    tile_w = _round_up(tile, align) if tile else width
+    return [
+        Tile((cy0, cy1, cx0, cx1), (wy0, wy1, wx0, wx1))
+        for cy0, cy1, wy0, wy1 in _spans(height, max(tile_h, align), halo)
+        for cx0, cx1, wx0, wx1 in _spans(width, max(tile_w, align), halo)
+    ]
+
+
+def reflect_indices(start, end, size):
+    """Indices into an axis of `size` samples for positions [start, end), reflected (np.pad "reflect").
+
+    Positions past the end mirror about the last sample (size, size + 1, ...
+    read size - 2, size - 3, ...), repeatedly for pads longer than the axis.
+    """
+    positions = np.arange(start, end)
+    if size == 1:
+        return np.zeros_like(positions)
+    period = 2 * (size - 1)
+    positions = np.mod(positions, period)
+    return np.where(positions < size, positions, period - positions)
+
+
+def run_tiled(source, fn, out_shape, factor, tiles, progress=None):
+    """Runs fn over tiles of `source` and assembles the uint8 output.
+
+    Args:
+      source: uint8 [H, W, C] numpy array; windows past its bottom/right edges
+        read it reflected (the padding to the size multiple).
+      fn: uint8 [h, w, C] window -> uint8 [h * factor, w * factor, C'] numpy.
+      out_shape: (H_out, W_out, C') of the result; output pixels past it (the
+        padding) are dropped.
+      factor: output pixels per input pixel, a Fraction (1/scale or scale);
+        its products with the tile coordinates must be whole numbers.
+      tiles: from plan_tiles, over the padded input size.
+      progress: optional callable(done, total) after each tile.
+
+    Returns:
+      uint8 numpy array of out_shape.
+    """
+    height, width = source.shape[:2]
+    output = np.empty(out_shape, np.uint8)
+
+    def out(value):
+        scaled = value * factor
+        if scaled.denominator != 1:
+            raise ValueError(f"tile coordinate {value} times {factor} is not whole; misaligned tile")
+        return int(scaled)
+
+    for index, tile in enumerate(tiles):
+        wy0, wy1, wx0, wx1 = tile.window
+        cy0, cy1, cx0, cx1 = tile.core
+        rows = reflect_indices(wy0, wy1, height)
+        cols = reflect_indices(wx0, wx1, width)
+        window = source[rows[:, None], cols[None, :]]
+        result = fn(window)
+        # The core's place in the output, clipped to the unpadded output size.
+        oy0, oy1 = out(cy0), min(out(cy1), out_shape[0])
+        ox0, ox1 = out(cx0), min(out(cx1), out_shape[1])
+        if oy1 > oy0 and ox1 > ox0:
+            ry0, rx0 = out(cy0 - wy0), out(cx0 - wx0)
+            output[oy0:oy1, ox0:ox1] = result[ry0:ry0 + oy1 - oy0, rx0:rx0 + ox1 - ox0]
+        if progress is not None:
+            progress(index + 1, len(tiles))
+    return output
+
+
+def padded_size(size, scale):
+    """A side reflection-padded to a multiple of size_multiple(scale), at least min_hr_size."""
+    multiple = size_multiple(scale)
+    return max(_round_up(size, multiple), 2 * multiple)
+
+
+def lr_size(size, scale):
+    """LR side for an HR side of any size: ceil(size / scale)."""
+    return -(-int(size) // int(scale))
+
+
+def _tf_fn(fn):
+    """Wraps a tf function of a [1, h, w, C] uint8 batch as numpy [h, w, C] -> numpy."""
+
+    def run(window):
+        return fn(tf.convert_to_tensor(window[np.newaxis]))[0].numpy()
+
+    return run
+
+
+class Runner:
+    """Downscales and upscales whole uint8 images with a CARModel, tile by tile.
+
+    Args:
+      model: a CARModel.
+      tile: tile core side in HR pixels (0: whole image at once).
+    """
+
+    def __init__(self, model, tile):
+        if tile < 0:
+            raise ValueError(f"tile must be >= 0 (0 = no tiling), got {tile}")
+        self.model = model
+        self.scale = int(model.scale)
+        self.tile = int(tile)
+        self.multiple = size_multiple(self.scale)
+        self.downscale_halo = downscale_reach(model)
+        self.upscale_halo = upscale_reach(model)
+        spec = tf.TensorSpec([1, None, None, 3], tf.uint8)
+        plane = tf.TensorSpec([1, None, None, 1], tf.uint8)
+        self._downscale = _tf_fn(tf.function(model.downscale_uint8, input_signature=[spec]))
+        self._upscale = _tf_fn(tf.function(model.upscale_uint8, input_signature=[spec]))
+        self._alpha_down = _tf_fn(tf.function(self._alpha_downscale_fn, input_signature=[plane]))
+        self._alpha_up = _tf_fn(tf.function(self._alpha_upscale_fn, input_signature=[plane]))
+
+    def _alpha_downscale_fn(self, alpha):
+        size = tf.shape(alpha)[1:3] // self.scale
+        resized = tf.image.resize(tf.cast(alpha, tf.float32), size, method="bicubic",
+                                  antialias=True)
+        return tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
+
+    def _alpha_upscale_fn(self, alpha):
+        size = tf.shape(alpha)[1:3] * self.scale
+        resized = tf.image.resize(tf.cast(alpha, tf.float32), size, method="bicubic")
+        return tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
+
+    def downscale_tiles(self, height, width):
+        """The tiles a height x width HR image is downscaled in (over its padded size)."""
+        return plan_tiles(padded_size(height, self.scale), padded_size(width, self.scale),
+                          self.tile, self.downscale_halo, self.multiple)
+
+    def upscale_tiles(self, height, width):
+        """The tiles a height x width LR image is upscaled in (tile measured in HR pixels)."""
+        return plan_tiles(height, width, lr_size(self.tile, self.scale), self.upscale_halo)
+
+    def downscale(self, rgb, progress=None):
+        """uint8 [H, W, 3] of any size -> uint8 LR [ceil(H/s), ceil(W/s), 3]."""
+        height, width = _check_image(rgb, 3, "rgb")
+        out_shape = (lr_size(height, self.scale), lr_size(width, self.scale), 3)
+        return run_tiled(rgb, self._downscale, out_shape, Fraction(1, self.scale),
+                         self.downscale_tiles(height, width), progress)
+
+    def upscale(self, lr, progress=None):
+        """uint8 LR [h, w, 3] -> uint8 SR [h*s, w*s, 3]."""
+        height, width = _check_image(lr, 3, "lr")
+        out_shape = (height * self.scale, width * self.scale, 3)
+        return run_tiled(lr, self._upscale, out_shape, Fraction(self.scale),
+                         self.upscale_tiles(height, width), progress)
+
+    def downscale_alpha(self, alpha):
+        """uint8 [H, W] -> uint8 [ceil(H/s), ceil(W/s)]: antialiased bicubic, padded like the RGB."""
+        height, width = _check_image(alpha, None, "alpha")
+        # Keys' cubic stretched by the scale reaches 2 * scale HR pixels.
+        tiles = plan_tiles(padded_size(height, self.scale), padded_size(width, self.scale),
+                           self.tile, CUBIC_REACH * self.scale + 1, self.multiple)
+        out_shape = (lr_size(height, self.scale), lr_size(width, self.scale), 1)
+        return run_tiled(alpha[:, :, np.newaxis], self._alpha_down, out_shape, Fraction(1, self.scale),
+                         tiles)[:, :, 0]
+
+    def upscale_alpha(self, alpha):
+        """uint8 [h, w] -> uint8 [h*s, w*s] by bicubic interpolation."""
+        height, width = _check_image(alpha, None, "alpha")
+        tiles = plan_tiles(height, width, lr_size(self.tile, self.scale), CUBIC_REACH + 1)
+        out_shape = (height * self.scale, width * self.scale, 1)
+        return run_tiled(alpha[:, :, np.newaxis], self._alpha_up, out_shape, Fraction(self.scale),
+                         tiles)[:, :, 0]
+
+
+def _check_image(array, channels, name):
+    if not isinstance(array, np.ndarray) or array.dtype != np.uint8:
+        raise ValueError(f"{name} must be a uint8 numpy array, got {getattr(array, 'dtype', type(array))}")
+    expected = 3 if channels else 2
+    if array.ndim != expected or (channels and array.shape[2] != channels):
+        shape = f"[H, W, {channels}]" if channels else "[H, W]"
+        raise ValueError(f"{name} must have shape {shape}, got {array.shape}")
+    if min(array.shape[:2]) < 1:
+        raise ValueError(f"{name} is empty: shape {array.shape}")
+    return array.shape[0], array.shape[1]
