@@ -8,6 +8,9 @@
 #include "custom_ops/cc/kernels/adaptive_resample.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "unsupported/Eigen/CXX11/Tensor"
+#if GOOGLE_CUDA
+#include "tensorflow/core/util/determinism.h"
+#endif
 
 namespace car_tf {
 
@@ -26,6 +29,21 @@ template <typename Device>
 absl::Status CheckBackwardDeterminism() {
   return absl::OkStatus();
 }
+
+#if GOOGLE_CUDA
+// The GPU image gradient sums with atomicAdd, whose rounding depends on thread
+// order. Same error class and wording as TF's own nondeterministic GPU ops.
+template <>
+inline absl::Status CheckBackwardDeterminism<Eigen::GpuDevice>() {
+  if (::tensorflow::OpDeterminismRequired()) {
+    return absl::UnimplementedError(
+        "A deterministic GPU implementation of AdaptiveResampleGrad is not "
+        "available (its image gradient uses atomicAdd). Run the op on CPU, use "
+        "impl=\"composite\", or disable op determinism.");
+  }
+  return absl::OkStatus();
+}
+#endif  // GOOGLE_CUDA
 
 }  // namespace car_tf
 
