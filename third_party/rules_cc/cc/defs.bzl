@@ -1,0 +1,50 @@
+"""Offline stand-in for @rules_cc//cc:defs.bzl: the native rules, re-exported.
+
+Bazel 4's own @bazel_tools loads these names from @rules_cc, which a stock
+Bazel downloads. Debian's bazel-bootstrap has no network access to do that,
+so WORKSPACE maps @rules_cc here. (The real rules_cc of that era also only
+wraps the native rules.)
+"""
+
+def cc_binary(**attrs):
+    native.cc_binary(**attrs)
+
+
+def cc_import(**attrs):
+    native.cc_import(**attrs)
+
+
+def cc_library(**attrs):
+    native.cc_library(**attrs)
+
+
+def cc_proto_library(**attrs):
+    native.cc_proto_library(**attrs)
+
+
+def cc_test(**attrs):
+    native.cc_test(**attrs)
+
+
+def cc_toolchain(**attrs):
+    native.cc_toolchain(**attrs)
+
+
+def cc_toolchain_suite(**attrs):
+    native.cc_toolchain_suite(**attrs)
+
+
+def fdo_prefetch_hints(**attrs):
+    native.fdo_prefetch_hints(**attrs)
+
+
+def fdo_profile(**attrs):
+    native.fdo_profile(**attrs)
+
+
+def objc_import(**attrs):
+    native.objc_import(**attrs)
+
+
+def objc_library(**attrs):
+    native.objc_library(**attrs)
