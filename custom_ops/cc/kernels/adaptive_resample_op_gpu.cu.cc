@@ -41,12 +41,16 @@ bool ReportLaunch(cudaError_t status, const char* what) {
   cudaGetDevice(&device);
   cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device);
   cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device);
-  std::fprintf(stderr,
-               "car_tf %s: CUDA error %s (%s) on GPU %d (sm_%d%d). If the "
-               "error is cudaErrorNoKernelImageForDevice, rebuild car_tf with "
-               "CAR_CUDA_ARCHS including %d%d (see docs/CUDA.md).\n",
+  std::fprintf(stderr, "car_tf %s: CUDA error %s (%s) on GPU %d (sm_%d%d).",
                what, cudaGetErrorName(status), cudaGetErrorString(status),
-               device, major, minor, major, minor);
+               device, major, minor);
+  if (status == cudaErrorNoKernelImageForDevice) {
+    std::fprintf(stderr,
+                 " This build has no code for this GPU: rebuild car_tf with "
+                 "CAR_CUDA_ARCHS including %d%d (see docs/CUDA.md).",
+                 major, minor);
+  }
+  std::fprintf(stderr, "\n");
   return false;
 }
 
