@@ -269,6 +269,17 @@ def lr_size(size, scale):
     return -(-int(size) // int(scale))
 
 
+def enable_bfloat16():
+    """Lets TensorFlow run convolutions and matmuls in bfloat16 through oneDNN, process-wide.
+
+    Grappler's oneDNN auto-mixed-precision pass rewrites every graph traced
+    afterwards (so call it before building a Runner). Worth it on CPUs with
+    AVX512-BF16 or AMX, where it cut a lite x4 downscale's CPU time by ~1/3;
+    LR pixels then differ from float32 by one level in a few percent of places.
+    """
+    tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
+
+
 def _tf_fn(fn):
     """Wraps a tf function of a [1, h, w, C] uint8 batch as numpy [h, w, C] -> numpy."""
 

@@ -273,3 +273,16 @@ def test_banded_scores_equal_whole_image_metrics():
     assert ssim == pytest.approx(float(metrics.ssim_y(reference, result, 2)), rel=1e-9)
     assert cli.scores(reference, reference, shave=2)[0] == float("inf")
     assert cli.scores(reference[:12, :12], result[:12, :12], shave=2)[1] is None
+
+
+@pytest.mark.slow
+def test_bfloat16_flag_stays_within_a_level_or_two_of_float32(model_dir, tmp_path):
+    Image.fromarray(_photo(48, 64, 11)).save(tmp_path / "x.png")
+    outputs = {}
+    for label, extra in (("f32", []), ("bf16", ["--bfloat16"])):
+        result = _run("-m", "car_tf.cli", "downscale", str(tmp_path / "x.png"), "-o",
+                      str(tmp_path / label), "--model", model_dir, "--quiet", *extra)
+        assert result.returncode == 0, result.stderr
+        outputs[label] = np.asarray(Image.open(tmp_path / label / "x.png")).astype(int)
+    assert outputs["f32"].shape == (24, 32, 3)
+    assert np.abs(outputs["f32"] - outputs["bf16"]).max() <= 2
