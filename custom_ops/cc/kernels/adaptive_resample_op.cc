@@ -5,7 +5,9 @@
 
 #include "custom_ops/cc/kernels/adaptive_resample_op.h"
 
+#include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "custom_ops/cc/kernels/adaptive_resample.h"
 #include "tensorflow/core/framework/op_kernel.h"
@@ -86,6 +88,83 @@ absl::Status ValidateResampleInputs(const Tensor& image, const Tensor& kernels,
 // ---------------------------------------------------------------------------
 // CPU functors.
 
+// Function multi-versioning for the float32 tap-block loops: the compiler
+// builds each of them for AVX2 and for baseline x86-64, and the dynamic loader
+// picks one per machine. AVX2 brings hardware gathers and wider vectors. FMA
+// stays off, so both builds round identically. `flatten` inlines the header's
+// per-pixel code into each build.
+#if defined(__x86_64__) && defined(__linux__) && \
+    (defined(__clang__) ? __clang_major__ >= 14 : defined(__GNUC__))
+#define CAR_CPU_CLONES __attribute__((flatten, target_clones("avx2", "default")))
+#else
+#define CAR_CPU_CLONES __attribute__((flatten))
+#endif
+
+// Forward values of output pixels [begin, end). Needs TapBlocksFit(shape).
+CAR_CPU_CLONES void ForwardBlockedPixels(const ResampleShape& shape,
+                                         const TapTable& table,
+                                         const float* image,
+                                         const float* kernels,
+                                         const float* offsets_x,
+                                         const float* offsets_y, float* output,
+                                         int64_t begin, int64_t end) {
+  switch (shape.channels) {
+    case 1:
+      for (int64_t p = begin; p < end; ++p) {
+        ForwardPixelBlocked<1>(shape, table, image, kernels, offsets_x,
+                               offsets_y, output, p);
+      }
+      return;
+    case 3:
+      for (int64_t p = begin; p < end; ++p) {
+        ForwardPixelBlocked<3>(shape, table, image, kernels, offsets_x,
+                               offsets_y, output, p);
+      }
+      return;
+    default:  // 4, as TapBlocksFit allows no other count.
+      for (int64_t p = begin; p < end; ++p) {
+        ForwardPixelBlocked<4>(shape, table, image, kernels, offsets_x,
+                               offsets_y, output, p);
+      }
+  }
+}
+
+// All four gradients of output pixels [begin, end), which must cover whole
+// images, one after the other. Needs TapBlocksFit(shape); grad_image must be
+// zero on those images.
+CAR_CPU_CLONES void BackwardBlockedPixels(
+    const ResampleShape& shape, const TapTable& table, const float* image,
+    const float* kernels, const float* offsets_x, const float* offsets_y,
+    const float* grad_output, float* grad_image, float* grad_kernels,
+    float* grad_offsets_x, float* grad_offsets_y, int64_t begin,
+    int64_t end) {
+  switch (shape.channels) {
+    case 1:
+      for (int64_t p = begin; p < end; ++p) {
+        BackwardPixelBlocked<1>(shape, table, image, kernels, offsets_x,
+                                offsets_y, grad_output, grad_image,
+                                grad_kernels, grad_offsets_x, grad_offsets_y,
+                                p);
+      }
+      return;
+    case 3:
+      for (int64_t p = begin; p < end; ++p) {
+        BackwardPixelBlocked<3>(shape, table, image, kernels, offsets_x,
+                                offsets_y, grad_output, grad_image,
+                                grad_kernels, grad_offsets_x, grad_offsets_y,
+                                p);
+      }
+      return;
+    default:  // 4, as TapBlocksFit allows no other count.
+      for (int64_t p = begin; p < end; ++p) {
+        BackwardPixelBlocked<4>(shape, table, image, kernels, offsets_x,
+                                offsets_y, grad_output, grad_image,
+                                grad_kernels, grad_offsets_x, grad_offsets_y,
+                                p);
+      }
+  }
+}
+
 template <typename T>
 struct AdaptiveResampleForward<CPUDevice, T> {
   bool operator()(const CPUDevice& device, const ResampleShape& shape,
@@ -95,6 +174,18 @@ struct AdaptiveResampleForward<CPUDevice, T> {
     const Eigen::TensorOpCost cost(
         per_pixel * (2 + 4 * shape.channels) * sizeof(T),
         shape.channels * sizeof(T), per_pixel * (40 + 8 * shape.channels));
+    if constexpr (std::is_same<T, float>::value) {
+      if (TapBlocksFit(shape)) {
+        const TapTable table(shape.kernel_size);
+        device.parallelFor(shape.out_pixels(), cost,
+                           [&](Eigen::Index begin, Eigen::Index end) {
+                             ForwardBlockedPixels(shape, table, image, kernels,
+                                                  offsets_x, offsets_y, output,
+                                                  begin, end);
+                           });
+        return true;
+      }
+    }
     device.parallelFor(shape.out_pixels(), cost,
                        [&](Eigen::Index begin, Eigen::Index end) {
                          for (Eigen::Index p = begin; p < end; ++p) {
@@ -113,7 +204,57 @@ struct AdaptiveResampleBackward<CPUDevice, T> {
                   const T* image, const T* kernels, const T* offsets_x,
                   const T* offsets_y, const T* grad_output, T* grad_image,
                   T* grad_kernels, T* grad_offsets_x, T* grad_offsets_y) {
+    // The image gradient is a scatter. Each work unit below owns a slice of
+    // grad_image and walks its output pixels in order, so there is no race,
+    // and every grad_image element receives the same additions in the same
+    // order whichever branch runs: the result is bitwise reproducible,
+    // independent of the thread count.
+    const int64_t plane_pixels = shape.out_height * shape.out_width;
+    const int64_t image_size =
+        shape.in_height * shape.in_width * shape.channels;
     const double taps = static_cast<double>(shape.taps());
+
+    if (shape.batch >= device.numThreads()) {
+      // Enough images to keep every thread busy: one unit per image locates
+      // each tap once for all gradients.
+      const Eigen::TensorOpCost image_cost(
+          plane_pixels * taps * (3 + 4 * shape.channels) * sizeof(T),
+          plane_pixels * taps * (3 + 4 * shape.channels) * sizeof(T),
+          plane_pixels * taps * (40 + 22 * shape.channels));
+      const auto for_images = [&](const auto& backward_pixels) {
+        device.parallelFor(shape.batch, image_cost,
+                           [&](Eigen::Index begin, Eigen::Index end) {
+                             std::fill(grad_image + begin * image_size,
+                                       grad_image + end * image_size, T(0));
+                             backward_pixels(begin * plane_pixels,
+                                             end * plane_pixels);
+                           });
+      };
+      if constexpr (std::is_same<T, float>::value) {
+        if (TapBlocksFit(shape)) {
+          const TapTable table(shape.kernel_size);
+          for_images([&](int64_t begin, int64_t end) {
+            BackwardBlockedPixels(shape, table, image, kernels, offsets_x,
+                                  offsets_y, grad_output, grad_image,
+                                  grad_kernels, grad_offsets_x, grad_offsets_y,
+                                  begin, end);
+          });
+          return true;
+        }
+      }
+      const auto plain_add = [](T* target, T value) { *target += value; };
+      for_images([&](int64_t begin, int64_t end) {
+        for (int64_t p = begin; p < end; ++p) {
+          ResampleBackwardPixel(shape, image, kernels, offsets_x, offsets_y,
+                                grad_output, grad_image, grad_kernels,
+                                grad_offsets_x, grad_offsets_y, p, plain_add);
+        }
+      });
+      return true;
+    }
+
+    // Few images: spread the parameter gradients over pixels and the image
+    // gradient over (image, channel) units.
     const Eigen::TensorOpCost param_cost(
         taps * (3 + 4 * shape.channels) * sizeof(T), 3 * taps * sizeof(T),
         taps * (40 + 14 * shape.channels));
@@ -126,13 +267,6 @@ struct AdaptiveResampleBackward<CPUDevice, T> {
                                    grad_offsets_x, grad_offsets_y, p);
           }
         });
-
-    // The image gradient is a scatter. One work unit per (image, channel)
-    // owns its slice of grad_image and walks all output pixels in order, so
-    // there is no race and the sums are bitwise reproducible.
-    const int64_t plane_pixels = shape.out_height * shape.out_width;
-    const int64_t image_size =
-        shape.in_height * shape.in_width * shape.channels;
     std::fill(grad_image, grad_image + shape.batch * image_size, T(0));
     const Eigen::TensorOpCost scatter_cost(
         plane_pixels * taps * 3 * sizeof(T), plane_pixels * taps * 4 * sizeof(T),
