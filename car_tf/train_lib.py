@@ -541,7 +541,15 @@ def train(config, strategy=None, dataset=None):
         eval_writer = tf.summary.create_file_writer(os.path.join(config.model_dir, "eval"))
     validating = chief and bool(config.val_dirs)
 
+    def validate_and_log():
+        scores = validate(trainer.model, config)
+        _log_eval(eval_writer, step, config, scores, *summary_images(trainer.model, config))
+        return scores
+
     scores = {}
+    if validating and step == 0:
+        # The curves' starting point; also finds a bad --val_dirs before any training.
+        scores = validate_and_log()
     if step < config.steps:
         if dataset is None:
             dataset = _default_dataset(config, step)
@@ -568,15 +576,16 @@ def train(config, strategy=None, dataset=None):
                     _log_train(train_writer, step, config, values, trainer.learning_rate(),
                                progress.rate())
                 if validating and (last or (config.val_every and step % config.val_every == 0)):
-                    scores = validate(trainer.model, config)
-                    _log_eval(eval_writer, step, config, scores, *summary_images(trainer.model, config))
+                    scores = validate_and_log()
                 if last or (config.checkpoint_every and step % config.checkpoint_every == 0):
                     save()
         except KeyboardInterrupt:
-            # Interrupted between steps, so the state is consistent: keep it. A worker of
-            # a multi-worker run can't save alone (saving is collective).
-            if cluster_worker_count() == 1:
+            # Kept only if every applied step had its loss checked (the interrupt may come
+            # between the update and the check). A worker of a multi-worker run can't save
+            # alone: saving is collective.
+            if cluster_worker_count() == 1 and trainer.step == step:
                 save()
+            logging.info("interrupted after step %d", step)
             raise
     save()
     if chief:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from car_tf import models, train_lib
+from car_tf import models, pretrained, train_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHILD_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
@@ -71,12 +71,14 @@ def test_smoke_config_trains_end_to_end(tmp_path):
             "offsets_x", "offsets_y"} <= eval_tags
     assert {"image_0/hr", "image_0/lr", "image_0/sr"} <= eval_tags
 
-    # The exported .keras model and the checkpoint hold the same weights.
+    # The exported .keras model and the checkpoint (as the model loader reads a model_dir)
+    # hold the same, trained, weights.
     exported = tf.keras.models.load_model(model_dir / "model.keras")
-    rebuilt = models.build_car_model(config)
-    tf.train.Checkpoint(model=rebuilt).restore(str(model_dir / "ckpt-4")).expect_partial()
+    restored = pretrained.load_model(str(model_dir))
+    untrained = models.build_car_model(config)
     hr = tf.random.stateless_uniform([1, 32, 32, 3], seed=[0, 1])
-    np.testing.assert_allclose(exported(hr)["sr"], rebuilt(hr)["sr"], atol=1e-6)
+    np.testing.assert_allclose(exported(hr)["sr"], restored(hr)["sr"], atol=1e-6)
+    assert not np.allclose(untrained(hr)["sr"], restored(hr)["sr"], atol=1e-4)
 
 
 def _wait_for_checkpoint(model_dir, process, log_path, timeout=240):
@@ -135,3 +137,29 @@ def test_run_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path):
     assert final.endswith(f"ckpt-{killed_at + 2}")
     iterations = tf.train.load_checkpoint(final).get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE")
     assert iterations == killed_at + 2
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_of_the_last_step_and_exits(tmp_path):
+    _write_images(tmp_path / "train", 3, 48)
+    model_dir = tmp_path / "model"
+    log_path = tmp_path / "interrupted.log"
+    with open(log_path, "w") as log_file:
+        process = subprocess.Popen(
+            _train_command(tmp_path / "train", model_dir, "--steps=100000", "--checkpoint_every=0"),
+            cwd=REPO, env=CHILD_ENV, stdout=log_file, stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 240
+            while "step 2/" not in log_path.read_text() and time.monotonic() < deadline:
+                assert process.poll() is None, log_path.read_text()[-3000:]
+                time.sleep(0.2)
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=120)
+        finally:
+            process.kill()
+    log = log_path.read_text()
+    assert process.returncode == 1, log[-3000:]
+    assert "interrupted; run the same command again to resume" in log
+    stopped_at = int(re.search(r"interrupted after step (\d+)", log).group(1))
+    assert tf.train.latest_checkpoint(str(model_dir)).endswith(f"ckpt-{stopped_at}")

@@ -23,8 +23,10 @@ def main(argv):
     try:
         config = train_flags.train_config_from_flags()
         train_lib.train(config, strategy)
-    except (ValueError, train_lib.NonFiniteLossError) as error:
+    except (ValueError, OSError, train_lib.NonFiniteLossError) as error:
         sys.exit(f"train.py: error: {error}")
+    except KeyboardInterrupt:
+        sys.exit("train.py: interrupted; run the same command again to resume")
 
 
 if __name__ == "__main__":
