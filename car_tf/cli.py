@@ -28,8 +28,9 @@ COMMANDS = ("downscale", "upscale", "roundtrip")
 SCALES = (2, 4)
 DEFAULT_SCALE = 4
 EXIT_OK, EXIT_FILE_ERRORS, EXIT_USAGE = 0, 1, 2
-# Tile side in HR pixels: the halo then costs ~30% extra work with the lite
-# and paper ResamplerNets, and one tile's activations stay in a few hundred MB.
+# Tile side in HR pixels. With the lite x4 model the halo then adds ~18% pixels
+# and a 12 MP downscale peaks at 1.1 GB RSS; 512 costs more CPU, 1536 and up
+# more memory for little gain (docs/BENCHMARKS.md).
 DEFAULT_TILE = 1024
 # Rows per band when scoring a large image, so that SSIM's float64 maps stay
 # around 100 MB for a 4000-pixel-wide photo, whatever its height.
@@ -122,7 +123,8 @@ class Progress:
             return
         width = 24
         filled = width * self.index // max(self.total, 1)
-        line = f"[{'#' * filled}{'.' * (width - filled)}] {self.index}/{self.total} files{tiles}  {self.name}"
+        bar = "#" * filled + "." * (width - filled)
+        line = f"[{bar}] {self.index}/{self.total} files{tiles}  {self.name}"
         self.stream.write("\r\033[K" + line[:160])
         self.stream.flush()
         self._drawn = True
@@ -231,7 +233,8 @@ def _prepare_output(path, inputs, planned):
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as error:
-        raise FileError(f"{path}: can't create folder {folder}: {error.strerror or error}") from None
+        reason = error.strerror or error
+        raise FileError(f"{path}: can't create folder {folder}: {reason}") from None
 
 
 def scores(reference, result, shave, band_rows=SCORE_BAND_ROWS):
@@ -307,39 +310,39 @@ class Batch:
         _prepare_output(path, self.inputs, self.planned)
         return path
 
-    def downscale(self, job):
+    def _resample(self, image, down):
+        """(rgb, alpha) of a DecodedImage, downscaled (down=True) or upscaled, alpha may be None."""
+        if down:
+            rgb_fn, alpha_fn = self.runner.downscale, self.runner.downscale_alpha
+        else:
+            rgb_fn, alpha_fn = self.runner.upscale, self.runner.upscale_alpha
+        rgb = rgb_fn(image.rgb, self.progress.tiles)
+        return rgb, None if image.alpha is None else alpha_fn(image.alpha)
+
+    def _convert(self, job, down):
         out = self._output(job.relative)
         image = self._read(job.source)
-        lr = self.runner.downscale(image.rgb, self.progress.tiles)
-        alpha = None if image.alpha is None else self.runner.downscale_alpha(image.alpha)
-        self._write(out, lr, alpha, image)
+        self._write(out, *self._resample(image, down), image)
         return [out]
 
+    def downscale(self, job):
+        return self._convert(job, down=True)
+
     def upscale(self, job):
-        out = self._output(job.relative)
-        image = self._read(job.source)
-        sr = self.runner.upscale(image.rgb, self.progress.tiles)
-        alpha = None if image.alpha is None else self.runner.upscale_alpha(image.alpha)
-        self._write(out, sr, alpha, image)
-        return [out]
+        return self._convert(job, down=False)
 
     def roundtrip(self, job):
         lr_path = self._output("lr", job.relative)
         sr_path = self._output("sr", job.relative)
         image = self._read(job.source)
-        height, width = image.height, image.width
-        lr = self.runner.downscale(image.rgb, self.progress.tiles)
-        lr_alpha = None if image.alpha is None else self.runner.downscale_alpha(image.alpha)
-        self._write(lr_path, lr, lr_alpha, image)
-        del lr, lr_alpha
+        self._write(lr_path, *self._resample(image, down=True), image)
         # Upscale the LR file as stored, so that a lossy LR format counts, and
         # the SR is exactly what `car upscale` would make of that file.
-        stored = self._read(lr_path, notes=False)
-        sr = self.runner.upscale(stored.rgb, self.progress.tiles)[:height, :width]
-        sr_alpha = (None if stored.alpha is None
-                    else self.runner.upscale_alpha(stored.alpha)[:height, :width])
-        self._write(sr_path, sr, sr_alpha, image)
-        del sr, sr_alpha, stored
+        sr, sr_alpha = self._resample(self._read(lr_path, notes=False), down=False)
+        height, width = image.height, image.width
+        sr_alpha = None if sr_alpha is None else sr_alpha[:height, :width]
+        self._write(sr_path, sr[:height, :width], sr_alpha, image)
+        del sr, sr_alpha
         psnr, ssim = scores(image.rgb, self._read(sr_path, notes=False).rgb, shave=self.model.scale)
         self.results.append((job.source, psnr, ssim))
         print(f"{_number(psnr, '.2f')}\t{_number(ssim, '.4f')}\t{job.source}", flush=True)

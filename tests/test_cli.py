@@ -17,18 +17,10 @@ from PIL import Image, ImageCms
 
 from car_tf import cli, metrics, pretrained
 from car_tf.models import build_car_model, default_config
+from synthetic_images import photo
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCALE = 2
-
-
-def _photo(height, width, seed=0):
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width]
-    phase = rng.uniform(0, 6, 3)
-    image = 0.5 + 0.35 * np.sin(xx[..., None] / 4.0 + phase) * np.cos(yy[..., None] / 3.0)
-    image = image + 0.05 * rng.standard_normal(image.shape)
-    return np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
 
 
 @pytest.fixture(scope="module")
@@ -51,16 +43,16 @@ def batch_dir(tmp_path_factory):
     """Good images of every kind in a folder tree, plus three broken files."""
     folder = tmp_path_factory.mktemp("photos")
     (folder / "sub").mkdir()
-    Image.fromarray(_photo(45, 61, 1)).save(folder / "sub" / "a.png")
+    Image.fromarray(photo(45, 61, 1)).save(folder / "sub" / "a.png")
     # Stored 40 wide x 30 high, EXIF orientation 6: displayed 30 wide x 40 high.
     exif = Image.Exif()
     exif[0x0112] = 6
-    Image.fromarray(_photo(30, 40, 2)).save(folder / "b.jpg", quality=95, exif=exif,
+    Image.fromarray(photo(30, 40, 2)).save(folder / "b.jpg", quality=95, exif=exif,
                                             icc_profile=SRGB_PROFILE)
-    Image.fromarray(_photo(33, 35, 3)[:, :, 1]).save(folder / "gray.png")
-    rgba = np.dstack([_photo(34, 36, 4), _photo(34, 36, 5)[:, :, 0]])
+    Image.fromarray(photo(33, 35, 3)[:, :, 1]).save(folder / "gray.png")
+    rgba = np.dstack([photo(34, 36, 4), photo(34, 36, 5)[:, :, 0]])
     Image.fromarray(rgba, "RGBA").save(folder / "rgba.png")
-    Image.fromarray(_photo(32, 32, 6)[:, :, 0].astype(np.uint16) * 257).save(folder / "deep.png")
+    Image.fromarray(photo(32, 32, 6)[:, :, 0].astype(np.uint16) * 257).save(folder / "deep.png")
     (folder / "empty.png").write_bytes(b"")
     noisy = io.BytesIO()
     Image.fromarray(np.random.default_rng(7).integers(0, 256, (64, 64, 3), np.uint8)).save(
@@ -120,7 +112,7 @@ def test_roundtrip_batch_processes_good_files_and_reports_bad_ones(batch_dir, mo
 @pytest.mark.slow
 def test_tools_upscale_wrapper_exits_0_and_scales_by_the_model(model_dir, tmp_path):
     (tmp_path / "lr").mkdir()
-    Image.fromarray(_photo(12, 17)).save(tmp_path / "lr" / "x.webp", lossless=True)
+    Image.fromarray(photo(12, 17)).save(tmp_path / "lr" / "x.webp", lossless=True)
     result = _run("tools/upscale.py", str(tmp_path / "lr"), "-o", str(tmp_path / "sr"),
                   "--model", model_dir, "--quiet")
     assert result.returncode == 0, result.stderr
@@ -132,7 +124,7 @@ def test_tools_upscale_wrapper_exits_0_and_scales_by_the_model(model_dir, tmp_pa
 
 def test_missing_default_model_is_a_one_line_usage_error(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(pretrained, "PRETRAINED_DIR", str(tmp_path / "none"))
-    Image.fromarray(_photo(16, 16)).save(tmp_path / "x.png")
+    Image.fromarray(photo(16, 16)).save(tmp_path / "x.png")
     status = cli.main(["downscale", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"),
                        "--scale", "2"])
     assert status == cli.EXIT_USAGE
@@ -143,7 +135,7 @@ def test_missing_default_model_is_a_one_line_usage_error(tmp_path, monkeypatch, 
 
 
 def test_scale_must_match_the_model(model_dir, tmp_path, capsys):
-    Image.fromarray(_photo(16, 16)).save(tmp_path / "x.png")
+    Image.fromarray(photo(16, 16)).save(tmp_path / "x.png")
     status = cli.main(["downscale", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"),
                        "--model", model_dir, "--scale", "4"])
     assert status == cli.EXIT_USAGE
@@ -151,7 +143,7 @@ def test_scale_must_match_the_model(model_dir, tmp_path, capsys):
 
 
 def test_never_overwrites_an_input(model_dir, tmp_path, capsys):
-    Image.fromarray(_photo(20, 20)).save(tmp_path / "x.png")
+    Image.fromarray(photo(20, 20)).save(tmp_path / "x.png")
     before = (tmp_path / "x.png").read_bytes()
     status = cli.main(["downscale", str(tmp_path), "-o", str(tmp_path), "--model", model_dir])
     assert status == cli.EXIT_FILE_ERRORS
@@ -162,7 +154,7 @@ def test_never_overwrites_an_input(model_dir, tmp_path, capsys):
 def test_two_inputs_with_one_output_name_fail_the_second(model_dir, tmp_path, capsys):
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
-        Image.fromarray(_photo(16, 16)).save(tmp_path / folder / "x.png")
+        Image.fromarray(photo(16, 16)).save(tmp_path / folder / "x.png")
     status = cli.main(["downscale", str(tmp_path / "a" / "x.png"), str(tmp_path / "b" / "x.png"),
                        "-o", str(tmp_path / "o"), "--model", model_dir, "--quiet"])
     assert status == cli.EXIT_FILE_ERRORS
@@ -171,7 +163,7 @@ def test_two_inputs_with_one_output_name_fail_the_second(model_dir, tmp_path, ca
 
 
 def test_unwritable_output_folder_names_the_file(model_dir, tmp_path, capsys):
-    Image.fromarray(_photo(16, 16)).save(tmp_path / "x.png")
+    Image.fromarray(photo(16, 16)).save(tmp_path / "x.png")
     (tmp_path / "blocker").write_text("a file where the output folder should be")
     status = cli.main(["downscale", str(tmp_path / "x.png"), "-o", str(tmp_path / "blocker" / "o"),
                        "--model", model_dir])
@@ -183,8 +175,8 @@ def test_unwritable_output_folder_names_the_file(model_dir, tmp_path, capsys):
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
                     reason="root writes into read-only folders")
 def test_read_only_output_folder_is_an_error_per_file(model_dir, tmp_path, capsys):
-    Image.fromarray(_photo(16, 16)).save(tmp_path / "x.png")
-    Image.fromarray(_photo(16, 16)).save(tmp_path / "y.png")
+    Image.fromarray(photo(16, 16)).save(tmp_path / "x.png")
+    Image.fromarray(photo(16, 16)).save(tmp_path / "y.png")
     out = tmp_path / "o"
     out.mkdir()
     out.chmod(0o500)
@@ -198,7 +190,7 @@ def test_read_only_output_folder_is_an_error_per_file(model_dir, tmp_path, capsy
 
 
 def test_decompression_bomb_limit_and_override(model_dir, tmp_path, capsys):
-    Image.fromarray(_photo(24, 24)).save(tmp_path / "x.png")
+    Image.fromarray(photo(24, 24)).save(tmp_path / "x.png")
     args = ["downscale", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--model", model_dir]
     assert cli.main([*args, "--max_pixels", "500"]) == cli.EXIT_FILE_ERRORS
     error = _errors(capsys.readouterr().err)[0]
@@ -207,8 +199,9 @@ def test_decompression_bomb_limit_and_override(model_dir, tmp_path, capsys):
 
 
 def test_format_flag_and_tiling_do_not_change_pixels(model_dir, tmp_path):
-    Image.fromarray(_photo(50, 70)).save(tmp_path / "x.jpg", quality=95)
-    base = ["downscale", str(tmp_path / "x.jpg"), "--model", model_dir, "--format", "png", "--quiet"]
+    Image.fromarray(photo(50, 70)).save(tmp_path / "x.jpg", quality=95)
+    base = ["downscale", str(tmp_path / "x.jpg"), "--model", model_dir, "--format", "png",
+            "--quiet"]
     assert cli.main([*base, "-o", str(tmp_path / "whole"), "--tile", "0"]) == cli.EXIT_OK
     assert cli.main([*base, "-o", str(tmp_path / "tiled"), "--tile", "16"]) == cli.EXIT_OK
     whole = np.asarray(Image.open(tmp_path / "whole" / "x.png"))
@@ -230,7 +223,7 @@ def test_bad_flags_and_empty_folders_are_usage_errors(model_dir, tmp_path, capsy
 
 
 def test_progress_lines_and_quiet(model_dir, tmp_path, capsys):
-    Image.fromarray(_photo(16, 16)).save(tmp_path / "x.png")
+    Image.fromarray(photo(16, 16)).save(tmp_path / "x.png")
     args = ["downscale", str(tmp_path / "x.png"), "--model", model_dir]
     assert cli.main([*args, "-o", str(tmp_path / "o1")]) == cli.EXIT_OK
     err = capsys.readouterr().err
@@ -265,9 +258,9 @@ def test_progress_bar_on_a_terminal_shows_files_and_tiles():
 
 
 def test_banded_scores_equal_whole_image_metrics():
-    reference = _photo(70, 40, 8)
-    result = np.clip(reference.astype(int) + np.random.default_rng(9).integers(-9, 10, reference.shape),
-                     0, 255).astype(np.uint8)
+    reference = photo(70, 40, 8)
+    noise = np.random.default_rng(9).integers(-9, 10, reference.shape)
+    result = np.clip(reference.astype(int) + noise, 0, 255).astype(np.uint8)
     psnr, ssim = cli.scores(reference, result, shave=2, band_rows=13)
     assert psnr == pytest.approx(float(metrics.psnr_y(reference, result, 2)), rel=1e-9)
     assert ssim == pytest.approx(float(metrics.ssim_y(reference, result, 2)), rel=1e-9)
@@ -277,7 +270,7 @@ def test_banded_scores_equal_whole_image_metrics():
 
 @pytest.mark.slow
 def test_bfloat16_flag_stays_within_a_level_or_two_of_float32(model_dir, tmp_path):
-    Image.fromarray(_photo(48, 64, 11)).save(tmp_path / "x.png")
+    Image.fromarray(photo(48, 64, 11)).save(tmp_path / "x.png")
     outputs = {}
     for label, extra in (("f32", []), ("bf16", ["--bfloat16"])):
         result = _run("-m", "car_tf.cli", "downscale", str(tmp_path / "x.png"), "-o",

@@ -1,4 +1,4 @@
-"""car_tf.inference: padding, tile planning, receptive fields and tiled == untiled, with tiny models."""
+"""car_tf.inference with tiny models: padding, tiles, receptive fields, tiled == untiled."""
 
 from fractions import Fraction
 
@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from car_tf import inference
 from car_tf.models import build_car_model, default_config, size_multiple
+from synthetic_images import photo
 
 
 def _model(scale, upscaler, seed):
@@ -23,16 +24,6 @@ def x4_edsr():
 @pytest.fixture(scope="module")
 def x2_bicubic():
     return _model(2, "bicubic", 2)
-
-
-def _photo(height, width, seed=0):
-    """Smooth content plus noise: the networks see edges and flat areas."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width]
-    phase = rng.uniform(0, 6, 3)
-    image = 0.5 + 0.35 * np.sin(xx[..., None] / 7.0 + phase) * np.cos(yy[..., None] / 5.0)
-    image = image + 0.1 * rng.standard_normal(image.shape)
-    return np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 7, 16])
@@ -113,7 +104,7 @@ def test_downscale_reach_is_the_larger_of_network_and_taps(x4_edsr):
 
 @pytest.mark.parametrize("height,width", [(37, 53), (5, 3), (32, 48), (1, 1)])
 def test_any_size_is_reflect_padded_and_cropped_back(x2_bicubic, height, width):
-    image = _photo(height, width, seed=height)
+    image = photo(height, width, seed=height)
     lr = inference.Runner(x2_bicubic, tile=0).downscale(image)
     assert lr.shape == (-(-height // 2), -(-width // 2), 3)
     padded_h, padded_w = inference.padded_size(height, 2), inference.padded_size(width, 2)
@@ -127,7 +118,7 @@ def test_any_size_is_reflect_padded_and_cropped_back(x2_bicubic, height, width):
 
 
 def test_tiled_equals_untiled_on_1024x768(x4_edsr):
-    image = _photo(768, 1024)
+    image = photo(768, 1024)
     whole = inference.Runner(x4_edsr, tile=0)
     tiled = inference.Runner(x4_edsr, tile=128)
     assert len(tiled.downscale_tiles(768, 1024)) == 6 * 8
@@ -147,8 +138,8 @@ def test_tiled_equals_untiled_on_1024x768(x4_edsr):
 
 
 def test_tiled_equals_untiled_for_odd_sizes_and_alpha(x2_bicubic):
-    image = _photo(101, 77, seed=3)
-    alpha = _photo(101, 77, seed=4)[:, :, 0]
+    image = photo(101, 77, seed=3)
+    alpha = photo(101, 77, seed=4)[:, :, 0]
     whole = inference.Runner(x2_bicubic, tile=0)
     tiled = inference.Runner(x2_bicubic, tile=16)
     assert np.abs(whole.downscale(image).astype(int) - tiled.downscale(image)).max() <= 1
@@ -182,7 +173,7 @@ def test_windows_are_bounded_by_tile_plus_halo(x4_edsr):
     # The tiles cover the padded image, 304 x 504 (multiples of 8).
     assert max(tile.window[1] for tile in tiles) == 304
     assert max(tile.window[3] for tile in tiles) == 504
-    out = inference.run_tiled(_photo(300, 500), record, (75, 125, 3), Fraction(1, 4), tiles)
+    out = inference.run_tiled(photo(300, 500), record, (75, 125, 3), Fraction(1, 4), tiles)
     assert out.shape == (75, 125, 3)
     assert len(shapes) == len(tiles) == 5 * 8
     assert max(max(shape[:2]) for shape in shapes) <= 64 + 2 * halo
