@@ -76,3 +76,5 @@ def test_sr_baseline_trains_the_same_edsr_as_car_edsr_lite(scale):
     assert baseline.mode == "sr_baseline"
     edsr_keys = [key for key in models.CONFIG_KEYS if key.startswith("edsr_")] + ["scale", "upscaler"]
     assert {key: baseline.model[key] for key in edsr_keys} == {key: car.model[key] for key in edsr_keys}
+    budget = ("batch_size", "crop_size", "steps", "learning_rate", "lr_halve_every", "seed")
+    assert [getattr(baseline, key) for key in budget] == [getattr(car, key) for key in budget]
