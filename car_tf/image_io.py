@@ -140,9 +140,7 @@ def _high_precision_gray_to_uint8(image, notes):
     if image.mode == "F" and low >= 0 and high <= 1:
         notes.append("32-bit float converted to 8-bit")
         return _scale_to_uint8(values, 1.0)
-    notes.append(
-        f"{image.mode} samples in [{low:g}, {high:g}] stretched to 8-bit"
-    )
+    notes.append(f"{image.mode} samples in [{low:g}, {high:g}] stretched to 8-bit")
     if high == low:
         return np.zeros(values.shape, np.uint8)
     return _scale_to_uint8(values - low, high - low)
@@ -253,7 +251,9 @@ def read_image(path, max_pixels=None):
             rgb, alpha, was_grayscale = _to_rgb_and_alpha(oriented, notes)
         except (OSError, SyntaxError, ValueError, EOFError) as error:
             # Pillow says "image file is truncated" or names the decoder error.
-            raise ImageReadError(path, f"corrupt or truncated image data: {_reason(error)}") from None
+            raise ImageReadError(
+                path, f"corrupt or truncated image data: {_reason(error)}"
+            ) from None
         return DecodedImage(
             rgb=rgb,
             alpha=alpha,
@@ -325,7 +325,9 @@ def _icc_colour_space(icc_profile):
 
 def _check_array(name, array, ndim):
     if not isinstance(array, np.ndarray) or array.dtype != np.uint8:
-        raise ValueError(f"{name} must be a uint8 numpy array, got {getattr(array, 'dtype', type(array))}")
+        raise ValueError(
+            f"{name} must be a uint8 numpy array, got {getattr(array, 'dtype', type(array))}"
+        )
     if array.ndim != ndim or (ndim == 3 and array.shape[2] != 3):
         shape = "[H, W, 3]" if ndim == 3 else "[H, W]"
         raise ValueError(f"{name} must have shape {shape}, got {array.shape}")
@@ -377,12 +379,15 @@ def write_image(
     if alpha is not None:
         _check_array("alpha", alpha, 2)
         if alpha.shape != rgb_uint8.shape[:2]:
-            raise ValueError(f"alpha shape {alpha.shape} doesn't match rgb_uint8 {rgb_uint8.shape[:2]}")
+            raise ValueError(
+                f"alpha shape {alpha.shape} doesn't match rgb_uint8 {rgb_uint8.shape[:2]}"
+            )
     extension = os.path.splitext(path)[1].lower()
     image_format = _WRITE_FORMATS.get(extension)
     if image_format is None:
         raise ImageWriteError(
-            path, f"unsupported extension {extension or '(none)'!r}; use one of {', '.join(_WRITE_FORMATS)}"
+            path,
+            f"unsupported extension {extension or '(none)'!r}; use one of {', '.join(_WRITE_FORMATS)}",
         )
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
@@ -406,7 +411,9 @@ def write_image(
             notes.append(f"ICC profile dropped: {image_format} can't hold one here")
         elif _icc_colour_space(icc_profile) != wanted:
             space = (_icc_colour_space(icc_profile) or b"?").decode("ascii", "replace").strip()
-            notes.append(f"ICC profile dropped: it is for {space}, the output is {wanted.decode().strip()}")
+            notes.append(
+                f"ICC profile dropped: it is for {space}, the output is {wanted.decode().strip()}"
+            )
         else:
             options["icc_profile"] = icc_profile
     if exif:

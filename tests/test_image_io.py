@@ -177,7 +177,10 @@ def test_icc_profile_is_returned_and_kept(tmp_path, extension):
     Image.fromarray(_noise(4, 4)).save(tmp_path / "in.png", icc_profile=profile)
     decoded = read_image(tmp_path / "in.png")
     assert decoded.icc_profile == profile
-    assert write_image(tmp_path / f"out{extension}", decoded.rgb, icc_profile=decoded.icc_profile) == []
+    assert (
+        write_image(tmp_path / f"out{extension}", decoded.rgb, icc_profile=decoded.icc_profile)
+        == []
+    )
     assert read_image(tmp_path / f"out{extension}").icc_profile == profile
 
 
@@ -273,7 +276,12 @@ def test_default_limit_follows_pillow(tmp_path, monkeypatch):
 
 def test_write_picks_the_format_from_the_extension(tmp_path):
     rgb = _noise(4, 4)
-    for extension, expected in [(".jpeg", "JPEG"), (".webp", "WEBP"), (".TIF", "TIFF"), (".bmp", "BMP")]:
+    for extension, expected in [
+        (".jpeg", "JPEG"),
+        (".webp", "WEBP"),
+        (".TIF", "TIFF"),
+        (".bmp", "BMP"),
+    ]:
         write_image(tmp_path / f"x{extension}", rgb)
         with Image.open(tmp_path / f"x{extension}") as image:
             assert image.format == expected
@@ -342,11 +350,21 @@ def test_write_rejects_bad_arrays(tmp_path):
     with pytest.raises(ValueError, match=r"\[H, W, 3\]"):
         write_image(tmp_path / "a.png", np.zeros((2, 2), np.uint8))
     with pytest.raises(ValueError, match="alpha shape"):
-        write_image(tmp_path / "a.png", np.zeros((2, 2, 3), np.uint8), alpha=np.zeros((3, 2), np.uint8))
+        write_image(
+            tmp_path / "a.png", np.zeros((2, 2, 3), np.uint8), alpha=np.zeros((3, 2), np.uint8)
+        )
 
 
 def test_list_images(tmp_path):
-    for relative in ["b.png", "a.JPG", "notes.txt", ".hidden.png", "sub/c.webp", "sub/deeper/d.tiff", ".git/e.png"]:
+    for relative in [
+        "b.png",
+        "a.JPG",
+        "notes.txt",
+        ".hidden.png",
+        "sub/c.webp",
+        "sub/deeper/d.tiff",
+        ".git/e.png",
+    ]:
         path = tmp_path / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x")

@@ -1,16 +1,20 @@
-"""Decode-once image stores behind the training pipeline.
+"""Decode-once image stores behind the tf.data pipelines.
 
 Training draws many small crops from a few hundred large images, so images are
-decoded once and kept where a crop can be cut cheaply:
+decoded once (in Python, through car_tf.image_io) into one flat uint8 buffer,
+and tf.data cuts crops out of that buffer with TensorFlow ops only. No Python
+runs inside the pipeline: a py_function would hold tf.data worker threads on
+the GIL, and a process that exits with such a call in flight hangs for ever.
 
-  cache="memory"  decoded arrays in RAM (fastest; RAM = sum of H*W*3 bytes,
-                  about 6 GB for DIV2K's 800 training images);
-  cache=<folder>  one raw uint8 file per data set in that folder, memory-mapped,
-                  so crops read only the pages they touch and later runs skip
-                  decoding. The file name carries a fingerprint of the sources
-                  (paths, sizes, mtimes), so a changed data set gets a new file;
-  cache="none"    only shapes are kept and the file is decoded again for every
-                  crop (least memory, slowest; image files only).
+  cache="memory"  the buffer is in RAM (RAM = sum of H*W*3 bytes, about
+                  6.9 GB for DIV2K's 800 training images);
+  cache=<folder>  the buffer is a file in that folder, memory-mapped: crops
+                  touch only their own pages, which the OS can evict, and later
+                  runs skip decoding. The file name carries a fingerprint of the
+                  sources (paths, sizes, mtimes), so a changed data set gets a
+                  new file;
+  cache="none"    nothing is kept between runs: the buffer is an anonymous
+                  temporary file (in $TMPDIR), memory-mapped like a folder cache.
 """
 
 import dataclasses
@@ -23,11 +27,14 @@ import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
+import tensorflow as tf
 
 logger = logging.getLogger(__name__)
 
 CACHE_FORMAT_VERSION = 1
 PROGRESS_INTERVAL_S = 10.0
+# TensorFlow wants tensor buffers aligned to 64 bytes.
+_ALIGNMENT = 64
 
 
 @dataclasses.dataclass
@@ -37,107 +44,80 @@ class ImageSource:
     Attributes:
       fingerprint: JSON-able description that changes when the decoded images
         would (file paths, sizes and mtimes; a TFDS name and split).
-      images: returns an iterator of (name, key, rgb uint8 [H, W, 3]) in a
-        stable order; unreadable entries are already skipped (with a warning).
-      reload: key -> rgb uint8 [H, W, 3] or None, to decode one entry again
-        (cache="none"); None if the source can't be read at random.
+      images: returns an iterator of (name, rgb uint8 [H, W, 3]) in a stable
+        order; unreadable entries are already skipped (with a warning).
       description: a few words for log lines ("291 image files").
     """
 
     fingerprint: dict
-    images: Callable[[], Iterator[tuple[str, object, np.ndarray]]]
-    reload: Callable[[object], np.ndarray | None] | None = None
+    images: Callable[[], Iterator[tuple[str, np.ndarray]]]
     description: str = ""
 
 
-def _check_crop(store, index, top, left, size):
-    height, width = store.shapes[index]
-    if not (0 <= top <= height - size and 0 <= left <= width - size):
-        raise ValueError(
-            f"crop {size}x{size} at ({top}, {left}) is outside image {index} "
-            f"({store.names[index]}, {height}x{width})"
-        )
+class ImageStore:
+    """Decoded images in one flat uint8 buffer.
 
-
-class MemoryStore:
-    """Decoded images held in RAM.
+    Image i is pixels[offsets[i] : offsets[i] + H*W*3] in row-major [H, W, 3].
 
     Attributes:
       names: one display name per image.
       shapes: int64 [N, 2], (height, width) of each image.
+      offsets: int64 [N], where each image starts in the buffer.
+      path: the cache file backing the buffer, or None.
     """
 
-    def __init__(self, names, images):
+    def __init__(self, names, shapes, offsets, pixels, path=None):
         self.names = list(names)
-        self._images = list(images)
-        self.shapes = np.array([image.shape[:2] for image in self._images], np.int64).reshape(-1, 2)
+        self.shapes = np.asarray(shapes, np.int64).reshape(-1, 2)
+        self.offsets = np.asarray(offsets, np.int64).reshape(-1)
+        self.path = path
+        self._pixels = pixels
+        self._tensors = None
 
-    def crop(self, index, top, left, size):
-        """uint8 [size, size, 3] from image `index` at row `top`, column `left`."""
-        index, top, left, size = int(index), int(top), int(left), int(size)
-        _check_crop(self, index, top, left, size)
-        return np.array(self._images[index][top : top + size, left : left + size])
-
-
-class FileStore:
-    """Decoded images in one raw uint8 file, memory-mapped; see the module docstring."""
-
-    def __init__(self, pixels_path, index):
-        self.names = list(index["names"])
-        self.shapes = np.array(index["shapes"], np.int64).reshape(-1, 2)
-        self._offsets = list(index["offsets"])
-        self.path = pixels_path
-        self._pixels = (
-            np.memmap(pixels_path, dtype=np.uint8, mode="r") if index["total_bytes"] else None
-        )
-
-    def crop(self, index, top, left, size):
-        """uint8 [size, size, 3] from image `index` at row `top`, column `left`."""
-        index, top, left, size = int(index), int(top), int(left), int(size)
-        _check_crop(self, index, top, left, size)
+    def image(self, index):
+        """uint8 [H, W, 3] numpy view of image `index`."""
         height, width = self.shapes[index]
-        start = self._offsets[index]
-        image = self._pixels[start : start + height * width * 3].reshape(height, width, 3)
-        return np.array(image[top : top + size, left : left + size])
-
-
-class ReloadStore:
-    """Only shapes in memory; each crop decodes its file again (cache="none")."""
-
-    def __init__(self, names, keys, shapes, reload):
-        self.names = list(names)
-        self._keys = list(keys)
-        self.shapes = np.array(shapes, np.int64).reshape(-1, 2)
-        self._reload = reload
-        self._warned = set()
+        start = self.offsets[index]
+        return self._pixels[start : start + height * width * 3].reshape(height, width, 3)
 
     def crop(self, index, top, left, size):
-        """uint8 [size, size, 3] from image `index` at row `top`, column `left`.
+        """uint8 [size, size, 3] copy from image `index` at row `top`, column `left`."""
+        height, width = self.shapes[index]
+        if not (0 <= top <= height - size and 0 <= left <= width - size):
+            raise ValueError(
+                f"crop {size}x{size} at ({top}, {left}) is outside image {index} "
+                f"({self.names[index]}, {height}x{width})"
+            )
+        return np.array(self.image(index)[top : top + size, left : left + size])
 
-        A file that has become unreadable or changed size since the store was
-        built is not allowed to stop training: the crop comes from the next
-        usable image instead (clamped to fit), with one warning per file.
+    def tensors(self):
+        """(pixels uint8 [total], offsets int64 [N], shapes int64 [N, 2]) on the CPU.
+
+        The pixel tensor shares the buffer (DLPack), so RAM is not doubled and
+        a memory-mapped cache stays on disk until pages are touched.
         """
-        index, top, left, size = int(index), int(top), int(left), int(size)
-        _check_crop(self, index, top, left, size)
-        count = len(self.names)
-        for attempt in range(count):
-            candidate = (index + attempt) % count
-            image = self._reload(self._keys[candidate])
-            if image is not None and tuple(image.shape[:2]) == tuple(self.shapes[candidate]):
-                height, width = image.shape[:2]
-                if height >= size and width >= size:
-                    row, column = min(top, height - size), min(left, width - size)
-                    return np.array(image[row : row + size, column : column + size])
-                continue
-            if candidate not in self._warned:
-                self._warned.add(candidate)
-                logger.warning(
-                    "%s changed or became unreadable since it was first decoded; "
-                    "using other images in its place",
-                    self.names[candidate],
-                )
-        raise RuntimeError(f"none of the {count} training images can be read any more")
+        if self._tensors is None:
+            with tf.device("/cpu:0"):
+                if self._pixels.size:
+                    pixels = tf.experimental.dlpack.from_dlpack(self._pixels.__dlpack__())
+                else:
+                    pixels = tf.zeros([0], tf.uint8)
+                self._tensors = (pixels, tf.constant(self.offsets), tf.constant(self.shapes))
+        return self._tensors
+
+
+def _aligned_empty(size):
+    """Uninitialised writable uint8 [size], its start aligned for TensorFlow."""
+    raw = np.empty(size + _ALIGNMENT, np.uint8)
+    start = -raw.ctypes.data % _ALIGNMENT
+    return raw[start : start + size]
+
+
+def _map_file(stream_or_path, size):
+    """Memory-maps `size` bytes privately: writable for DLPack, never written back."""
+    if size == 0:
+        return np.zeros(0, np.uint8)
+    return np.memmap(stream_or_path, dtype=np.uint8, mode="c", shape=(size,))
 
 
 def _fingerprint_hash(sources):
@@ -178,13 +158,43 @@ class _Progress:
 def _all_images(sources, what):
     progress = _Progress(what)
     for source in sources:
-        for name, key, image in source.images():
+        for name, image in source.images():
             progress.add(image)
-            yield source, name, key, image
+            yield name, np.ascontiguousarray(image, np.uint8)
     progress.done()
 
 
-def _build_file_store(sources, folder):
+def _write_images(sources, stream, what):
+    """Writes every image's bytes to `stream`; returns the index dict."""
+    names, shapes, offsets = [], [], []
+    total = 0
+    for name, image in _all_images(sources, what):
+        names.append(name)
+        shapes.append(list(image.shape[:2]))
+        offsets.append(total)
+        stream.write(image.data)
+        total += image.nbytes
+    stream.flush()
+    return {"names": names, "shapes": shapes, "offsets": offsets, "total_bytes": total}
+
+
+def _memory_store(sources):
+    entries = list(_all_images(sources, "decoding"))
+    sizes = [image.nbytes for _, image in entries]
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64) if sizes else []
+    pixels = _aligned_empty(sum(sizes))
+    names, shapes = [], []
+    # Move images into the buffer one by one, so RAM holds each only once.
+    for index in range(len(entries)):
+        name, image = entries[index]
+        entries[index] = None
+        names.append(name)
+        shapes.append(image.shape[:2])
+        pixels[offsets[index] : offsets[index] + image.nbytes] = image.reshape(-1)
+    return ImageStore(names, shapes, offsets, pixels)
+
+
+def _folder_store(sources, folder):
     os.makedirs(folder, exist_ok=True)
     stem = os.path.join(folder, f"car_tf_images_{_fingerprint_hash(sources)}")
     pixels_path, index_path = stem + ".u8", stem + ".json"
@@ -193,73 +203,62 @@ def _build_file_store(sources, folder):
             index = json.load(stream)
         if os.path.getsize(pixels_path) == index["total_bytes"]:
             logger.info("using cached images %s (%d images)", pixels_path, len(index["names"]))
-            return FileStore(pixels_path, index)
+            return _store_from_index(index, pixels_path)
         logger.warning("cache %s is incomplete; decoding again", pixels_path)
     except (OSError, ValueError, KeyError):
         pass
 
-    names, shapes, offsets = [], [], []
-    total = 0
-    descriptor, temp_pixels = tempfile.mkstemp(dir=folder, prefix=".car_tf_images_", suffix=".tmp")
+    descriptor, temp_path = tempfile.mkstemp(dir=folder, prefix=".car_tf_images_", suffix=".tmp")
     try:
         with os.fdopen(descriptor, "wb") as stream:
-            for _, name, _, image in _all_images(sources, f"caching to {pixels_path}"):
-                names.append(name)
-                shapes.append(list(image.shape[:2]))
-                offsets.append(total)
-                stream.write(np.ascontiguousarray(image, np.uint8).tobytes())
-                total += image.nbytes
-        index = {"names": names, "shapes": shapes, "offsets": offsets, "total_bytes": total}
-        os.replace(temp_pixels, pixels_path)
-        temp_pixels = None
+            index = _write_images(sources, stream, f"caching to {pixels_path}")
+        os.replace(temp_path, pixels_path)
         # The index goes last: its presence says the pixel file is complete.
-        descriptor, temp_index = tempfile.mkstemp(dir=folder, prefix=".car_tf_images_", suffix=".tmp")
+        descriptor, temp_path = tempfile.mkstemp(
+            dir=folder, prefix=".car_tf_images_", suffix=".tmp"
+        )
         with os.fdopen(descriptor, "w") as stream:
             json.dump(index, stream)
-        os.replace(temp_index, index_path)
+        os.replace(temp_path, index_path)
     finally:
-        if temp_pixels is not None and os.path.exists(temp_pixels):
-            os.remove(temp_pixels)
-    return FileStore(pixels_path, index)
+        if os.path.exists(temp_path):
+            os.remove(temp_path)
+    return _store_from_index(index, pixels_path)
+
+
+def _store_from_index(index, pixels_path):
+    pixels = _map_file(pixels_path, index["total_bytes"])
+    return ImageStore(index["names"], index["shapes"], index["offsets"], pixels, path=pixels_path)
+
+
+def _temporary_store(sources):
+    # An anonymous file: nothing is left behind, even after kill -9.
+    with tempfile.TemporaryFile() as stream:
+        index = _write_images(sources, stream, "decoding to a temporary file")
+        pixels = _map_file(stream, index["total_bytes"])
+    return ImageStore(index["names"], index["shapes"], index["offsets"], pixels)
 
 
 def build_image_store(sources, cache="memory"):
-    """Decodes the images of `sources` once and returns a store of them.
+    """Decodes the images of `sources` once and returns an ImageStore of them.
 
     Args:
       sources: a sequence of ImageSource.
-      cache: "memory", "none", or a folder path for a memory-mapped cache file.
-
-    Returns:
-      MemoryStore, FileStore or ReloadStore: each has `names`, `shapes`
-      (int64 [N, 2]) and `crop(index, top, left, size)` -> uint8 [size, size, 3].
+      cache: "memory", "none", or a folder path (see the module docstring).
 
     Raises:
-      ValueError: an unknown cache value, cache="none" with a source that can't
-        reload, or no readable image at all.
+      ValueError: an unknown cache value, or no readable image at all.
     """
     sources = list(sources)
     if not isinstance(cache, (str, os.PathLike)) or not os.fspath(cache):
         raise ValueError(f'cache must be "memory", "none" or a folder path, got {cache!r}')
     cache = os.fspath(cache)
     if cache == "memory":
-        entries = [(name, image) for _, name, _, image in _all_images(sources, "decoding")]
-        store = MemoryStore([name for name, _ in entries], [image for _, image in entries])
+        store = _memory_store(sources)
     elif cache == "none":
-        for source in sources:
-            if source.reload is None:
-                raise ValueError(
-                    f'cache="none" needs image files; {source.description or "a source"} can only be '
-                    'read in order: use cache="memory" or a cache folder'
-                )
-        names, keys, shapes = [], [], []
-        for source, name, key, image in _all_images(sources, "checking"):
-            names.append(name)
-            keys.append((sources.index(source), key))
-            shapes.append(image.shape[:2])
-        store = ReloadStore(names, keys, shapes, lambda key: sources[key[0]].reload(key[1]))
+        store = _temporary_store(sources)
     else:
-        store = _build_file_store(sources, cache)
+        store = _folder_store(sources, cache)
     if not store.names:
         described = ", ".join(source.description for source in sources if source.description)
         raise ValueError(f"no readable image in {described or 'the data sources'}")

@@ -119,14 +119,7 @@ def folder_source(data_dirs, split="train", max_pixels=None, workers=None):
         decoded = map_in_order(lambda item: decode_or_skip(item[1], max_pixels), files, workers)
         for (data_dir, path), rgb in zip(files, decoded):
             if rgb is not None:
-                yield display_name(data_dir, path), path, rgb
-
-    def reload(path):
-        # Quiet: the notes and warnings were logged on the first decode.
-        try:
-            return image_io.read_image(path, max_pixels=max_pixels).rgb
-        except image_io.ImageReadError:
-            return None
+                yield display_name(data_dir, path), rgb
 
     entries = []
     for _, path in files:
@@ -138,6 +131,5 @@ def folder_source(data_dirs, split="train", max_pixels=None, workers=None):
     return ImageSource(
         fingerprint={"kind": "folders", "files": entries, "max_pixels": max_pixels},
         images=images,
-        reload=reload,
         description=f"{len(files)} image files",
     )

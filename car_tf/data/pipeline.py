@@ -7,6 +7,8 @@ function of (seed, element number), so the same seed gives the same batches
 whatever the parallelism, and a run resumed at `start_step` sees exactly the
 batches the interrupted run would have seen.
 
+Only TensorFlow ops run inside the pipelines (see car_tf.data.cache for why).
+
 Validation: whole images, cropped at the bottom and right to a multiple of
 size_multiple(scale) (the "modcrop" of SR evaluations: the top-left corner and
 pixel grid stay where they were).
@@ -47,18 +49,26 @@ def check_crop_size(crop_size, scale):
         )
 
 
-def _sources(data_dirs, split, tfds_name, tfds_split, tfds_data_dir, tfds_image_key, max_pixels, workers):
+def _sources(
+    data_dirs, split, tfds_name, tfds_split, tfds_data_dir, tfds_image_key, max_pixels, workers
+):
     if isinstance(data_dirs, (str, os.PathLike)):
         data_dirs = [data_dirs]
     sources = []
     if data_dirs:
-        sources.append(folders.folder_source(data_dirs, split=split, max_pixels=max_pixels, workers=workers))
+        sources.append(
+            folders.folder_source(data_dirs, split=split, max_pixels=max_pixels, workers=workers)
+        )
     if tfds_name:
         sources.append(
-            tfds_lib.tfds_source(tfds_name, split=tfds_split, data_dir=tfds_data_dir, image_key=tfds_image_key)
+            tfds_lib.tfds_source(
+                tfds_name, split=tfds_split, data_dir=tfds_data_dir, image_key=tfds_image_key
+            )
         )
     if not sources:
-        raise ValueError("no training data: give data_dirs, tfds_name, or both")
+        raise ValueError(
+            f"no {'training' if split == 'train' else split} data: give data_dirs, tfds_name, or both"
+        )
     return sources
 
 
@@ -74,7 +84,14 @@ def training_store(
 ):
     """Decodes the training images once (see car_tf.data.cache) and returns the store."""
     sources = _sources(
-        data_dirs, "train", tfds_name, tfds_split, tfds_data_dir, tfds_image_key, max_pixels, decode_workers
+        data_dirs,
+        "train",
+        tfds_name,
+        tfds_split,
+        tfds_data_dir,
+        tfds_image_key,
+        max_pixels,
+        decode_workers,
     )
     return cache_lib.build_image_store(sources, cache)
 
@@ -112,7 +129,8 @@ def train_dataset(
         (192 at x4, 96 at x2). Must be a multiple of lcm(8, scale).
       batch_size: global batch size.
       seed: integer; the same seed gives the same batches.
-      cache: "memory", a folder path (memory-mapped cache file), or "none".
+      cache: "memory", a folder path (a memory-mapped cache file kept for later
+        runs), or "none" (a memory-mapped temporary file); see car_tf.data.cache.
       tfds_name: also (or only) use a TFDS data set, e.g. "div2k".
       tfds_split, tfds_data_dir, tfds_image_key: where in TFDS (see car_tf.data.tfds).
       rotate: also rotate crops by a random multiple of 90 degrees (the paper
@@ -137,7 +155,14 @@ def train_dataset(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if store is None:
         store = training_store(
-            data_dirs, cache, tfds_name, tfds_split, tfds_data_dir, tfds_image_key, max_pixels, decode_workers
+            data_dirs,
+            cache,
+            tfds_name,
+            tfds_split,
+            tfds_data_dir,
+            tfds_image_key,
+            max_pixels,
+            decode_workers,
         )
     usable = usable_indices(store, crop_size)
 
@@ -146,10 +171,7 @@ def train_dataset(
         pipelines, pipeline_id = input_context.num_input_pipelines, input_context.input_pipeline_id
         local_batch = input_context.get_per_replica_batch_size(batch_size)
 
-    def crop(index, top, left):
-        return store.crop(index, top, left, crop_size)
-
-    example = _example_fn(crop, store.shapes[usable], usable, crop_size, seed, rotate)
+    example = _example_fn(store, usable, crop_size, seed, rotate)
     # Element k of the global stream belongs to pipeline k % pipelines.
     dataset = tf.data.Dataset.counter(start=start_step * batch_size + pipeline_id, step=pipelines)
     dataset = dataset.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -196,12 +218,30 @@ def usable_indices(store, crop_size):
     return np.array(usable, np.int64)
 
 
-def _example_fn(crop, shapes, indices, crop_size, seed, rotate):
+def _crop_fn(store, crop_size):
+    """(image index, top, left) int64 scalars -> uint8 [crop_size, crop_size, 3] from the store."""
+    pixels, offsets, shapes = store.tensors()
+    # Byte offsets of one crop row relative to its first pixel.
+    row_bytes = tf.range(crop_size * 3, dtype=tf.int64)
+
+    def crop(index, top, left):
+        width = shapes[index, 1]
+        rows = top + tf.range(crop_size, dtype=tf.int64)
+        row_starts = offsets[index] + (rows * width + left) * 3
+        # A gather reads only the crop's own bytes, not the whole image.
+        patch = tf.gather(pixels, row_starts[:, None] + row_bytes[None, :])
+        return tf.reshape(patch, [crop_size, crop_size, 3])
+
+    return crop
+
+
+def _example_fn(store, indices, crop_size, seed, rotate):
     """element number k (int64 scalar) -> float32 [crop_size, crop_size, 3] in [0, 1]."""
     count = len(indices)
-    heights = tf.constant(shapes[:, 0], tf.int64)
-    widths = tf.constant(shapes[:, 1], tf.int64)
+    heights = tf.constant(store.shapes[indices, 0], tf.int64)
+    widths = tf.constant(store.shapes[indices, 1], tf.int64)
     indices = tf.constant(indices, tf.int64)
+    crop = _crop_fn(store, crop_size)
     seed = int(seed)
 
     def example(k):
@@ -220,10 +260,7 @@ def _example_fn(crop, shapes, indices, crop_size, seed, rotate):
         left = tf.random.stateless_uniform(
             [], seeds[1], minval=0, maxval=width - crop_size + 1, dtype=tf.int64
         )
-        patch = tf.numpy_function(
-            crop, [tf.gather(indices, pick), top, left], tf.uint8, stateful=False
-        )
-        patch = tf.ensure_shape(patch, [crop_size, crop_size, 3])
+        patch = crop(tf.gather(indices, pick), top, left)
         patch = tf.image.stateless_random_flip_left_right(patch, seeds[2])
         patch = tf.image.stateless_random_flip_up_down(patch, seeds[3])
         if rotate:
@@ -232,12 +269,6 @@ def _example_fn(crop, shapes, indices, crop_size, seed, rotate):
         return tf.cast(patch, tf.float32) / 255.0
 
     return example
-
-
-def _modcrop(image, scale):
-    multiple = size_multiple(scale)
-    height, width = image.shape[:2]
-    return image[: height - height % multiple, : width - width % multiple]
 
 
 def validation_images(
@@ -266,39 +297,66 @@ def validation_images(
       parent of its data dir; "div2k/validation/00000" for TFDS) and image
       float32 [H, W, 3] in [0, 1], H and W multiples of size_multiple(scale).
     """
+    store = validation_store(
+        data_dirs, scale, tfds_name, tfds_split, tfds_data_dir, tfds_image_key, limit, max_pixels
+    )
     return [
-        (name, image.astype(np.float32) / 255.0)
-        for name, image in _validation_uint8(
-            data_dirs, scale, tfds_name, tfds_split, tfds_data_dir, tfds_image_key, limit, max_pixels
-        )
+        (name, store.image(index).astype(np.float32) / 255.0)
+        for index, name in enumerate(store.names)
     ]
 
 
-def _validation_uint8(data_dirs, scale, tfds_name, tfds_split, tfds_data_dir, tfds_image_key, limit, max_pixels):
+def validation_store(
+    data_dirs=(),
+    scale=4,
+    tfds_name=None,
+    tfds_split="validation",
+    tfds_data_dir=None,
+    tfds_image_key=tfds_lib.DEFAULT_IMAGE_KEY,
+    limit=None,
+    max_pixels=None,
+):
+    """An in-memory ImageStore of the validation images (see validation_images)."""
     sources = _sources(
-        data_dirs, "validation", tfds_name, tfds_split, tfds_data_dir, tfds_image_key, max_pixels, None
+        data_dirs,
+        "validation",
+        tfds_name,
+        tfds_split,
+        tfds_data_dir,
+        tfds_image_key,
+        max_pixels,
+        None,
     )
     smallest = min_hr_size(scale)
-    images = []
-    for source in sources:
-        for name, _, image in source.images():
-            if limit is not None and len(images) >= limit:
-                return images
-            cropped = _modcrop(image, scale)
-            if min(cropped.shape[:2]) < smallest:
-                logger.warning(
-                    "skipping validation image %s: %dx%d is smaller than %d after cropping to a multiple of %d",
-                    name,
-                    image.shape[1],
-                    image.shape[0],
-                    smallest,
-                    size_multiple(scale),
+    multiple = size_multiple(scale)
+
+    def usable_images():
+        kept = 0
+        for source in sources:
+            for name, image in source.images():
+                if limit is not None and kept >= limit:
+                    return
+                height, width = (
+                    image.shape[0] - image.shape[0] % multiple,
+                    image.shape[1] - image.shape[1] % multiple,
                 )
-                continue
-            images.append((name, np.ascontiguousarray(cropped)))
-    if not images:
-        raise ValueError("no usable validation image")
-    return images
+                if min(height, width) < smallest:
+                    logger.warning(
+                        "skipping validation image %s: %dx%d is smaller than %d after cropping to a multiple of %d",
+                        name,
+                        image.shape[1],
+                        image.shape[0],
+                        smallest,
+                        multiple,
+                    )
+                    continue
+                kept += 1
+                yield name, image[:height, :width]
+
+    cropped = cache_lib.ImageSource(
+        fingerprint={}, images=usable_images, description="validation images"
+    )
+    return cache_lib.build_image_store([cropped], cache="memory")
 
 
 def validation_dataset(
@@ -310,24 +368,36 @@ def validation_dataset(
     tfds_image_key=tfds_lib.DEFAULT_IMAGE_KEY,
     limit=None,
     max_pixels=None,
+    store=None,
 ):
     """validation_images as a dataset of batches of one.
 
-    Images are decoded once, here, and kept as uint8.
+    Images are decoded once, here, and kept as uint8 (pass `store` from
+    validation_store() to reuse them).
 
     Returns:
       tf.data.Dataset of (name, image): name string [1], image float32
       [1, H, W, 3] in [0, 1] (H, W vary between images).
     """
-    images = _validation_uint8(
-        data_dirs, scale, tfds_name, tfds_split, tfds_data_dir, tfds_image_key, limit, max_pixels
-    )
-    dataset = tf.data.Dataset.from_generator(
-        lambda: iter(images),
-        output_signature=(
-            tf.TensorSpec([], tf.string),
-            tf.TensorSpec([None, None, 3], tf.uint8),
-        ),
-    )
-    dataset = dataset.map(lambda name, image: (name, tf.cast(image, tf.float32) / 255.0))
+    if store is None:
+        store = validation_store(
+            data_dirs,
+            scale,
+            tfds_name,
+            tfds_split,
+            tfds_data_dir,
+            tfds_image_key,
+            limit,
+            max_pixels,
+        )
+    pixels, offsets, shapes = store.tensors()
+    names = tf.constant(store.names)
+
+    def image(index):
+        size = shapes[index, 0] * shapes[index, 1] * 3
+        flat = pixels[offsets[index] : offsets[index] + size]
+        rgb = tf.reshape(flat, tf.concat([shapes[index], [3]], axis=0))
+        return names[index], tf.cast(rgb, tf.float32) / 255.0
+
+    dataset = tf.data.Dataset.range(len(store.names)).map(image)
     return dataset.batch(1).prefetch(tf.data.AUTOTUNE)

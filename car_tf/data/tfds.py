@@ -85,7 +85,7 @@ def tfds_source(name, split="train", data_dir=None, image_key=DEFAULT_IMAGE_KEY,
         notes_logged = set()
         for index, example in enumerate(tfds.as_numpy(dataset)):
             example_name = f"{name}/{split}/{index:05d}"
-            yield example_name, index, _as_rgb(example[image_key], example_name, notes_logged)
+            yield example_name, _as_rgb(example[image_key], example_name, notes_logged)
 
     return ImageSource(
         fingerprint={
@@ -97,6 +97,5 @@ def tfds_source(name, split="train", data_dir=None, image_key=DEFAULT_IMAGE_KEY,
             "version": str(builder.info.version),
         },
         images=images,
-        reload=None,
         description=f"TFDS {name} split {split}",
     )
