@@ -245,10 +245,17 @@ def read_image(path, max_pixels=None):
         try:
             image.load()
             orientation = image.getexif().get(0x0112)
-            oriented = ImageOps.exif_transpose(image)
+            oriented = image
             if orientation not in (None, 1):
+                # Transposing copies the image, so only when there is something to do.
+                oriented = ImageOps.exif_transpose(image)
                 notes.append(f"EXIF orientation {orientation} applied")
             rgb, alpha, was_grayscale = _to_rgb_and_alpha(oriented, notes)
+        except Image.DecompressionBombError as error:
+            # Pillow also checks the size of each TIFF tile while loading.
+            raise ImageReadError(
+                path, f"{_reason(error)}; raise max_pixels if the file is trusted"
+            ) from None
         except (OSError, SyntaxError, ValueError, EOFError) as error:
             # Pillow says "image file is truncated" or names the decoder error.
             raise ImageReadError(
