@@ -51,7 +51,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("scale", 4, "Downscaling factor; offset_unit and the kernel size follow it.")
 flags.DEFINE_integer("batch", 16, "Patches per step.")
 flags.DEFINE_integer("patch", 192, "HR patch side in pixels; must be a multiple of --scale.")
-flags.DEFINE_integer("kernel_size", None, "Kernel side k; default 3 * scale + 1.")
+flags.DEFINE_integer("kernel_size", None, "Kernel side k; default the model's, 3 * scale + 1.")
 flags.DEFINE_integer("channels", 3, "Image channels.")
 flags.DEFINE_integer("repeats", 10, "Timed steps per implementation.")
 flags.DEFINE_integer("warmup", 2, "Untimed steps before timing (the first traces).")
@@ -63,10 +63,6 @@ flags.DEFINE_enum(
 )
 
 FLOPS_PER_TAP_CHANNEL = 8 + 18 + 8
-
-
-def _kernel_size():
-    return FLAGS.kernel_size or 3 * FLAGS.scale + 1
 
 
 def _status_kib(field):
@@ -91,11 +87,10 @@ def _reset_peak_rss():
         return False
 
 
-def _make_inputs(tf, np):
+def _make_inputs(tf, np, k):
     """Random inputs shaped like a training batch: normalised positive kernels
     and offsets in (-1, 1), as ResamplerNet produces them."""
     rng = np.random.default_rng(FLAGS.seed)
-    k = _kernel_size()
     lr = FLAGS.patch // FLAGS.scale
     taps_shape = (FLAGS.batch, lr, lr, k * k)
     image = rng.random((FLAGS.batch, FLAGS.patch, FLAGS.patch, FLAGS.channels), np.float32)
@@ -113,10 +108,12 @@ def _measure(impl):
     import tensorflow as tf
 
     from car_tf import ops
+    from car_tf.models import kernel_size_for
 
     if impl == "custom" and not ops.custom_op_available():
         raise app.UsageError(f"the custom op cannot load: {ops.op_library_error()}")
-    image, kernels, offsets_x, offsets_y, grad_output = _make_inputs(tf, np)
+    k = FLAGS.kernel_size or kernel_size_for(FLAGS.scale)
+    image, kernels, offsets_x, offsets_y, grad_output = _make_inputs(tf, np, k)
     offset_unit = float(FLAGS.scale)
 
     @tf.function
@@ -143,6 +140,7 @@ def _measure(impl):
         peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux.
         base_kib = base_kib or 0
     return {
+        "kernel_size": k,
         "median_ms": statistics.median(times_ms),
         "min_ms": min(times_ms),
         "cpu_ms": statistics.median(cpu_ms),
@@ -176,7 +174,7 @@ def main(argv):
         return
     custom = _run_worker("custom")
     composite = _run_worker("composite")
-    k = _kernel_size()
+    k = custom["kernel_size"]
     lr = FLAGS.patch // FLAGS.scale
     flops = FLAGS.batch * lr * lr * k * k * FLAGS.channels * FLOPS_PER_TAP_CHANNEL
     report = {
