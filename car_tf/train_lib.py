@@ -30,6 +30,8 @@ import math
 import os
 import resource
 import shutil
+import signal
+import threading
 import time
 
 import keras
@@ -434,6 +436,39 @@ class _Progress:
         return rate
 
 
+class _StopOnSignal:
+    """Turns SIGINT (Ctrl-C) and SIGTERM into a request to stop after the current step.
+
+    The loop then saves a checkpoint of a step whose loss was checked, and raises
+    KeyboardInterrupt. A second signal interrupts at once. Left off in multi-worker runs
+    (a worker can't save alone: saving is collective) and outside the main thread
+    (Python only handles signals there).
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, enabled=True):
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.requested = False
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        logging.warning("%s: stopping after this step (send it again to stop at once)",
+                        signal.Signals(signum).name)
+
+    def __enter__(self):
+        if self.enabled:
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc_info):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
 def _format_duration(seconds):
     if not math.isfinite(seconds):
         return "?"
@@ -509,6 +544,8 @@ def train(config, strategy=None, dataset=None):
       NonFiniteLossError: a NaN/Inf loss or gradient; nothing is saved after it, so
         the latest checkpoint is the last good state.
       ModelDirMismatchError: model_dir holds a run of another model or mode.
+      KeyboardInterrupt: after SIGINT (Ctrl-C) or SIGTERM, at the end of a step, once
+        that step is saved.
     """
     strategy = strategy or create_strategy()
     chief = is_chief(strategy)
@@ -555,7 +592,7 @@ def train(config, strategy=None, dataset=None):
             dataset = _default_dataset(config, step)
         batches = trainer.distribute(dataset)
         progress = _Progress()
-        try:
+        with _StopOnSignal(enabled=cluster_worker_count() == 1) as stop:
             while step < config.steps:
                 started = time.perf_counter()
                 losses = trainer.train_step(next(batches))
@@ -579,14 +616,10 @@ def train(config, strategy=None, dataset=None):
                     scores = validate_and_log()
                 if last or (config.checkpoint_every and step % config.checkpoint_every == 0):
                     save()
-        except KeyboardInterrupt:
-            # Kept only if every applied step had its loss checked (the interrupt may come
-            # between the update and the check). A worker of a multi-worker run can't save
-            # alone: saving is collective.
-            if cluster_worker_count() == 1 and trainer.step == step:
-                save()
-            logging.info("interrupted after step %d", step)
-            raise
+                if stop.requested and not last:
+                    save()
+                    logging.info("interrupted after step %d", step)
+                    raise KeyboardInterrupt
     save()
     if chief:
         train_writer.flush()

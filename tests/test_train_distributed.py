@@ -12,6 +12,8 @@ import sys
 
 import numpy as np
 import pytest
+import synthetic_images
+from PIL import Image
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHILD_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
@@ -100,16 +102,10 @@ def _free_ports(count):
     return ports
 
 
-def _write_images(folder, count, size, seed=0):
-    from PIL import Image
-
+def _write_images(folder, count, size):
     folder.mkdir(parents=True)
-    rng = np.random.default_rng(seed)
     for index in range(count):
-        # Smooth gradients plus noise: something a resampler can learn a little from.
-        y, x = np.mgrid[0:size, 0:size] / size
-        base = np.stack([x, y, (x + y) / 2], axis=-1) * 200 + rng.uniform(0, 55, (size, size, 3))
-        Image.fromarray(base.astype(np.uint8)).save(folder / f"image_{index}.png")
+        Image.fromarray(synthetic_images.photo(size, size, index)).save(folder / f"image_{index}.png")
 
 
 @pytest.mark.slow

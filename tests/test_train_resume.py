@@ -10,7 +10,9 @@ import time
 
 import numpy as np
 import pytest
+import synthetic_images
 import tensorflow as tf
+from PIL import Image
 
 from car_tf import models, pretrained, train_lib
 
@@ -19,14 +21,9 @@ CHILD_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": 
 
 
 def _write_images(folder, count, size, seed=0):
-    from PIL import Image
-
     folder.mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:size, 0:size] / size
     for index in range(count):
-        image = np.stack([x, y, (x + y) / 2], axis=-1) * 200 + rng.uniform(0, 55, (size, size, 3))
-        Image.fromarray(image.astype(np.uint8)).save(folder / f"image_{index}.png")
+        Image.fromarray(synthetic_images.photo(size, size, seed + index)).save(folder / f"image_{index}.png")
 
 
 def _train_command(train_dir, model_dir, *extra):
@@ -81,15 +78,18 @@ def test_smoke_config_trains_end_to_end(tmp_path):
     assert not np.allclose(untrained(hr)["sr"], restored(hr)["sr"], atol=1e-4)
 
 
-def _wait_for_checkpoint(model_dir, process, log_path, timeout=240):
+def _start(command, log_path):
+    """The command in the background, its stdout and stderr going to log_path."""
+    with open(log_path, "w") as log_file:
+        return subprocess.Popen(command, cwd=REPO, env=CHILD_ENV, stdout=log_file, stderr=subprocess.STDOUT)
+
+
+def _wait_until(condition, process, log_path, timeout=240):
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if tf.train.latest_checkpoint(str(model_dir)):
-            return
-        if process.poll() is not None:
-            raise AssertionError(f"training exited early:\n{log_path.read_text()[-3000:]}")
+    while not condition():
+        assert process.poll() is None, f"training exited early:\n{log_path.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"timed out:\n{log_path.read_text()[-3000:]}"
         time.sleep(0.2)
-    raise AssertionError("no checkpoint appeared")
 
 
 @pytest.mark.slow
@@ -97,17 +97,14 @@ def test_run_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path):
     _write_images(tmp_path / "train", 3, 48)
     model_dir = tmp_path / "model"
     log_path = tmp_path / "killed.log"
-    with open(log_path, "w") as log_file:
-        process = subprocess.Popen(
-            _train_command(tmp_path / "train", model_dir, "--steps=100000", "--checkpoint_every=3"),
-            cwd=REPO, env=CHILD_ENV, stdout=log_file, stderr=subprocess.STDOUT,
-        )
-        try:
-            _wait_for_checkpoint(model_dir, process, log_path)
-            time.sleep(0.5)  # let it run on past the checkpoint, maybe into the next one
-        finally:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
+    process = _start(_train_command(tmp_path / "train", model_dir, "--steps=100000", "--checkpoint_every=3"),
+                     log_path)
+    try:
+        _wait_until(lambda: tf.train.latest_checkpoint(str(model_dir)), process, log_path)
+        time.sleep(0.5)  # let it run on past the checkpoint, maybe into the next one
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
     assert process.returncode == -signal.SIGKILL
     latest = tf.train.latest_checkpoint(str(model_dir))
     killed_at = int(latest.rsplit("-", 1)[1])
@@ -140,26 +137,21 @@ def test_run_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_saves_a_checkpoint_of_the_last_step_and_exits(tmp_path):
+def test_ctrl_c_stops_after_the_step_and_saves_it(tmp_path):
     _write_images(tmp_path / "train", 3, 48)
     model_dir = tmp_path / "model"
     log_path = tmp_path / "interrupted.log"
-    with open(log_path, "w") as log_file:
-        process = subprocess.Popen(
-            _train_command(tmp_path / "train", model_dir, "--steps=100000", "--checkpoint_every=0"),
-            cwd=REPO, env=CHILD_ENV, stdout=log_file, stderr=subprocess.STDOUT,
-        )
-        try:
-            deadline = time.monotonic() + 240
-            while "step 2/" not in log_path.read_text() and time.monotonic() < deadline:
-                assert process.poll() is None, log_path.read_text()[-3000:]
-                time.sleep(0.2)
-            process.send_signal(signal.SIGINT)
-            process.wait(timeout=120)
-        finally:
-            process.kill()
+    process = _start(_train_command(tmp_path / "train", model_dir, "--steps=100000", "--checkpoint_every=0"),
+                     log_path)
+    try:
+        _wait_until(lambda: "step 2/" in log_path.read_text(), process, log_path)
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=120)
+    finally:
+        process.kill()
     log = log_path.read_text()
     assert process.returncode == 1, log[-3000:]
+    assert "SIGINT: stopping after this step" in log
     assert "interrupted; run the same command again to resume" in log
     stopped_at = int(re.search(r"interrupted after step (\d+)", log).group(1))
     assert tf.train.latest_checkpoint(str(model_dir)).endswith(f"ckpt-{stopped_at}")
