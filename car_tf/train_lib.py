@@ -584,8 +584,9 @@ def train(config, strategy=None, dataset=None):
         return scores
 
     scores = {}
-    if validating and step == 0:
-        # The curves' starting point; also finds a bad --val_dirs before any training.
+    if validating:
+        # The curves' starting point (or a resumed run's), and a bad --val_dirs shows up
+        # before any training.
         scores = validate_and_log()
     if step < config.steps:
         if dataset is None:
