@@ -4,13 +4,14 @@ A bundled model lives in car_tf/pretrained/<name>/ as
   model.weights.h5   the weights
   config.json        the model config (the keys of car_tf.models.default_config)
   metrics.json       final validation metrics, and how they were obtained
-  train.cfg          the flagfile it was trained with
+  train_config.json  every training setting it was trained with
   MANIFEST.sha256    sha256 of the files above, checked at load time
 """
 
 import hashlib
 import json
 import os
+import shutil
 
 import keras
 import tensorflow as tf
@@ -127,3 +128,31 @@ def load_model(name_or_path, resampler_impl="auto"):
     if kind == "bundled":
         verify_manifest(path)
     return _load_model_dir(path, resampler_impl)
+
+
+TRAIN_CONFIG = "train_config.json"
+METRICS = "metrics.json"
+
+
+def package_model(model_dir, name, metrics, destination=PRETRAINED_DIR):
+    """Turns a training model_dir into a bundled model destination/<name>/.
+
+    Writes the weights of the latest checkpoint as model.weights.h5, copies
+    config.json and train_config.json, writes `metrics` (a JSON-able dict: the
+    final validation scores and how they were obtained) as metrics.json, and
+    the sha256 manifest. Returns the new folder.
+    """
+    model = _load_model_dir(model_dir, "auto")
+    target = os.path.join(destination, name)
+    os.makedirs(target, exist_ok=True)
+    model.save_weights(os.path.join(target, WEIGHTS))
+    names = [WEIGHTS, CONFIG, METRICS]
+    shutil.copyfile(os.path.join(model_dir, CONFIG), os.path.join(target, CONFIG))
+    if os.path.isfile(os.path.join(model_dir, TRAIN_CONFIG)):
+        shutil.copyfile(os.path.join(model_dir, TRAIN_CONFIG), os.path.join(target, TRAIN_CONFIG))
+        names.append(TRAIN_CONFIG)
+    with open(os.path.join(target, METRICS), "w") as handle:
+        json.dump(metrics, handle, indent=2)
+        handle.write("\n")
+    write_manifest(target, names)
+    return target
