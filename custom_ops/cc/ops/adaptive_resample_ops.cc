@@ -1,5 +1,6 @@
 // Registration and shape functions of the adaptive resampler ops.
 
+#include "absl/strings/str_cat.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
@@ -11,19 +12,36 @@ using ::tensorflow::shape_inference::ShapeHandle;
 
 namespace {
 
+// Prefixes a shape-inference error with the tensor it concerns, so that graph
+// mode names the input just as the kernel's own checks do in eager mode.
+absl::Status Named(const absl::Status& status, const char* name,
+                   const char* requirement) {
+  if (status.ok()) return status;
+  return absl::InvalidArgumentError(absl::StrCat(
+      name, " must ", requirement, ": ", status.message()));
+}
+
 // Checks the ranks, the shared batch dimension and the equal shapes of the
 // three per-pixel tensors. Returns the merged [N, h, w, k*k] shape.
 absl::Status MergeResampleInputs(InferenceContext* c, ShapeHandle* image,
                                  ShapeHandle* taps) {
-  TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 4, image));
+  TF_RETURN_IF_ERROR(Named(c->WithRank(c->input(0), 4, image), "image",
+                           "be rank 4 [N, H, W, C]"));
   ShapeHandle kernels, offsets_x, offsets_y;
-  TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 4, &kernels));
-  TF_RETURN_IF_ERROR(c->WithRank(c->input(2), 4, &offsets_x));
-  TF_RETURN_IF_ERROR(c->WithRank(c->input(3), 4, &offsets_y));
-  TF_RETURN_IF_ERROR(c->Merge(kernels, offsets_x, taps));
-  TF_RETURN_IF_ERROR(c->Merge(*taps, offsets_y, taps));
+  TF_RETURN_IF_ERROR(Named(c->WithRank(c->input(1), 4, &kernels), "kernels",
+                           "be rank 4 [N, h, w, k*k]"));
+  TF_RETURN_IF_ERROR(Named(c->WithRank(c->input(2), 4, &offsets_x),
+                           "offsets_x", "be rank 4 [N, h, w, k*k]"));
+  TF_RETURN_IF_ERROR(Named(c->WithRank(c->input(3), 4, &offsets_y),
+                           "offsets_y", "be rank 4 [N, h, w, k*k]"));
+  TF_RETURN_IF_ERROR(Named(c->Merge(kernels, offsets_x, taps), "offsets_x",
+                           "have the shape of kernels"));
+  TF_RETURN_IF_ERROR(Named(c->Merge(*taps, offsets_y, taps), "offsets_y",
+                           "have the shape of kernels"));
   DimensionHandle batch;
-  TF_RETURN_IF_ERROR(c->Merge(c->Dim(*image, 0), c->Dim(*taps, 0), &batch));
+  TF_RETURN_IF_ERROR(Named(
+      c->Merge(c->Dim(*image, 0), c->Dim(*taps, 0), &batch), "kernels",
+      "have the image's batch size"));
   return absl::OkStatus();
 }
 
