@@ -19,7 +19,7 @@ ceil(H/s) x ceil(W/s): the LR pixels that cover at least one real HR pixel.
 `.tflite` (`export_tflite`): a downscaler and an upscaler with fixed shapes (batch 1,
 HR size given at export), built-in ops only, in float32, float16 or with dynamic-range
 quantised weights. TFLite has no bicubic resize, so a bicubic upscaler is rebuilt from
-gathers (`bicubic_upscale_builtin`), equal to tf.image.resize to float round-off.
+gathers (`car_tf.models.bicubic.bicubic_upscale_builtin`), equal to tf.image.resize to float round-off.
 
 The default resampler implementation is "composite" (built-in TF ops only), loadable by
 stock TensorFlow and TF Serving. "custom" keeps the compiled AdaptiveResample op: such a
@@ -38,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 import car_tf
+from car_tf.models.bicubic import bicubic_upscale_builtin
 from car_tf.models.resampler_net import min_hr_size, size_multiple
 from car_tf.ops import IMPLEMENTATIONS, load_op_library, op_library_error
 
@@ -53,8 +54,6 @@ SIGNATURES = (
 # Written next to the SavedModel; TF Serving and tf.saved_model.load ignore assets.extra/.
 METADATA_PATH = os.path.join("assets.extra", "car_tf_export.json")
 CUSTOM_OP_NAME = "AdaptiveResample"
-# Keys' cubic convolution coefficient, the one tf.image.resize(method="bicubic") uses.
-_KEYS_A = -0.5
 
 
 class MissingOpError(RuntimeError):
@@ -133,45 +132,6 @@ def downscale_any_size(model, hr_uint8):
     height, width = _dimension(hr_uint8, 1), _dimension(hr_uint8, 2)
     lr = model.downscale_uint8(pad_hr(hr_uint8, scale))
     return lr[:, : (height + scale - 1) // scale, : (width + scale - 1) // scale, :]
-
-
-def _cubic_weight(distance):
-    """Keys' cubic kernel (a = -0.5) at |distance| < 2."""
-    d = tf.abs(distance)
-    near = ((_KEYS_A + 2.0) * d - (_KEYS_A + 3.0)) * d * d + 1.0
-    far = ((_KEYS_A * d - 5.0 * _KEYS_A) * d + 8.0 * _KEYS_A) * d - 4.0 * _KEYS_A
-    return tf.where(d <= 1.0, near, far)
-
-
-def _bicubic_along(images, axis, scale):
-    """Bicubic enlargement by an integer `scale` along one spatial axis (1 or 2).
-
-    Half-pixel centres; taps outside the image get weight 0 and the others are
-    renormalised, as TF's ResizeBicubic kernel does with half_pixel_centers.
-    """
-    size = _dimension(images, axis)
-    position = (tf.cast(tf.range(size * scale), tf.float32) + 0.5) / scale - 0.5
-    base = tf.floor(position)
-    fraction = position - base
-    base = tf.cast(base, tf.int32)
-    shape = [1, 1, 1, 1]
-    shape[axis] = -1
-    weighted, total = [], 0.0
-    for tap in (-1, 0, 1, 2):
-        index = base + tap
-        inside = tf.logical_and(index >= 0, index < size)
-        weight = tf.where(inside, _cubic_weight(fraction - tap), 0.0)
-        total += weight
-        taken = tf.gather(images, tf.clip_by_value(index, 0, size - 1), axis=axis)
-        weighted.append((weight, taken))
-    return tf.add_n([taken * tf.reshape(weight / total, shape) for weight, taken in weighted])
-
-
-def bicubic_upscale_builtin(lr, scale):
-    """lr float32 [N, h, w, C] -> [N, h*scale, w*scale, C], equal (to float round-off) to
-    tf.image.resize(method="bicubic"), from gather and arithmetic only: TFLite has no
-    bicubic resize op."""
-    return _bicubic_along(_bicubic_along(lr, 1, scale), 2, scale)
 
 
 def _upscale_uint8_builtin(model, lr_uint8):

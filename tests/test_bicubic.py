@@ -1,4 +1,5 @@
-"""car_tf.models.BicubicUpscaler: shapes, no weights, cubic reproduction, gradients."""
+"""car_tf.models.bicubic: BicubicUpscaler (shapes, no weights, cubic reproduction, gradients) and
+its built-in-ops twin for TFLite."""
 
 import os
 
@@ -10,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from car_tf.models import BicubicUpscaler
+from car_tf.models.bicubic import bicubic_upscale_builtin
 
 
 @pytest.mark.parametrize("scale", [2, 4])
@@ -65,3 +67,10 @@ def test_serialisation_round_trip():
         keras.saving.serialize_keras_object(layer), safe_mode=True
     )
     assert isinstance(clone, BicubicUpscaler) and clone.scale == 4
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_bicubic_upscale_builtin_equals_tf_image_resize(scale):
+    lr = tf.constant(np.random.default_rng(1).random((2, 5, 7, 3)), tf.float32)
+    expected = tf.image.resize(lr, [5 * scale, 7 * scale], method="bicubic")
+    np.testing.assert_allclose(bicubic_upscale_builtin(lr, scale), expected, atol=1e-5)

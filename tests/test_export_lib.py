@@ -98,13 +98,6 @@ def test_downscale_any_size_is_the_model_on_the_padded_image_cropped():
     assert export_lib.downscale_any_size(model, _images((1, 5, 3, 3))).shape == (1, 3, 2, 3)
 
 
-@pytest.mark.parametrize("scale", [2, 4])
-def test_bicubic_upscale_builtin_equals_tf_image_resize(scale):
-    lr = tf.constant(np.random.default_rng(1).random((2, 5, 7, 3)), tf.float32)
-    expected = tf.image.resize(lr, [5 * scale, 7 * scale], method="bicubic")
-    np.testing.assert_allclose(export_lib.bicubic_upscale_builtin(lr, scale), expected, atol=1e-5)
-
-
 def test_with_resampler_impl_keeps_the_weights():
     model = build_car_model(default_config(2, "edsr", "tiny"))
     composite = export_lib.with_resampler_impl(model, "composite")

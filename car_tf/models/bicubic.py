@@ -3,6 +3,14 @@
 import keras
 import tensorflow as tf
 
+# Keys' cubic convolution coefficient, the one tf.image.resize(method="bicubic") uses.
+_KEYS_A = -0.5
+
+
+def _dimension(images, axis):
+    static = images.shape[axis]
+    return static if static is not None else tf.shape(images)[axis]
+
 
 @keras.saving.register_keras_serializable(package="car_tf")
 class BicubicUpscaler(keras.layers.Layer):
@@ -21,8 +29,7 @@ class BicubicUpscaler(keras.layers.Layer):
             raise ValueError(f"BicubicUpscaler scale must be >= 1, got {scale}")
 
     def call(self, lr):
-        height = lr.shape[1] if lr.shape[1] is not None else tf.shape(lr)[1]
-        width = lr.shape[2] if lr.shape[2] is not None else tf.shape(lr)[2]
+        height, width = _dimension(lr, 1), _dimension(lr, 2)
         return tf.image.resize(lr, [height * self.scale, width * self.scale], method="bicubic")
 
     def compute_output_shape(self, input_shape):
@@ -32,3 +39,42 @@ class BicubicUpscaler(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "scale": self.scale}
+
+
+def _cubic_weight(distance):
+    """Keys' cubic kernel (a = -0.5) at |distance| < 2."""
+    d = tf.abs(distance)
+    near = ((_KEYS_A + 2.0) * d - (_KEYS_A + 3.0)) * d * d + 1.0
+    far = ((_KEYS_A * d - 5.0 * _KEYS_A) * d + 8.0 * _KEYS_A) * d - 4.0 * _KEYS_A
+    return tf.where(d <= 1.0, near, far)
+
+
+def _bicubic_along(images, axis, scale):
+    """Bicubic enlargement by an integer `scale` along one spatial axis (1 or 2).
+
+    Half-pixel centres; taps outside the image get weight 0 and the others are
+    renormalised, as TF's ResizeBicubic kernel does with half_pixel_centers.
+    """
+    size = _dimension(images, axis)
+    position = (tf.cast(tf.range(size * scale), tf.float32) + 0.5) / scale - 0.5
+    base = tf.floor(position)
+    fraction = position - base
+    base = tf.cast(base, tf.int32)
+    shape = [1, 1, 1, 1]
+    shape[axis] = -1
+    weighted, total = [], 0.0
+    for tap in (-1, 0, 1, 2):
+        index = base + tap
+        inside = tf.logical_and(index >= 0, index < size)
+        weight = tf.where(inside, _cubic_weight(fraction - tap), 0.0)
+        total += weight
+        taken = tf.gather(images, tf.clip_by_value(index, 0, size - 1), axis=axis)
+        weighted.append((weight, taken))
+    return tf.add_n([taken * tf.reshape(weight / total, shape) for weight, taken in weighted])
+
+
+def bicubic_upscale_builtin(lr, scale):
+    """lr float32 [N, h, w, C] -> [N, h*scale, w*scale, C], equal (to float round-off) to
+    tf.image.resize(method="bicubic"), from gather and arithmetic only: TFLite has no
+    bicubic resize op."""
+    return _bicubic_along(_bicubic_along(lr, 1, scale), 2, scale)
