@@ -85,18 +85,25 @@ def _build_from_config(config, resampler_impl):
     return build_car_model(config)
 
 
-def _load_model_dir(model_dir, resampler_impl):
+def _load_model_dir(model_dir, resampler_impl, checkpoint=None):
     config = read_config(model_dir)
     model = _build_from_config(config, resampler_impl)
     weights = os.path.join(model_dir, WEIGHTS)
-    if os.path.isfile(weights):
+    if checkpoint is None and os.path.isfile(weights):
         model.load_weights(weights)
         return model
-    latest = tf.train.latest_checkpoint(model_dir)
+    latest = checkpoint or tf.train.latest_checkpoint(model_dir)
     if latest is None:
         raise ModelNotFoundError(f"{model_dir}: has config.json but neither {WEIGHTS} nor a checkpoint")
     tf.train.Checkpoint(model=model).restore(latest).expect_partial()
     return model
+
+
+def load_model_checkpoint(model_dir, checkpoint=None, resampler_impl="auto"):
+    """A training model_dir's model at `checkpoint` (a prefix; default the latest)."""
+    if not os.path.isfile(os.path.join(model_dir, CONFIG)):
+        raise ModelNotFoundError(f"{model_dir}: no config.json; pass a training model_dir")
+    return _load_model_dir(model_dir, resampler_impl, checkpoint)
 
 
 def resolve(name_or_path):
@@ -134,15 +141,16 @@ TRAIN_CONFIG = "train_config.json"
 METRICS = "metrics.json"
 
 
-def package_model(model_dir, name, metrics, destination=PRETRAINED_DIR):
+def package_model(model_dir, name, metrics, destination=PRETRAINED_DIR, checkpoint=None):
     """Turns a training model_dir into a bundled model destination/<name>/.
 
-    Writes the weights of the latest checkpoint as model.weights.h5, copies
+    Writes the weights of `checkpoint` (a checkpoint prefix such as
+    model_dir/ckpt-3000; default the latest) as model.weights.h5, copies
     config.json and train_config.json, writes `metrics` (a JSON-able dict: the
     final validation scores and how they were obtained) as metrics.json, and
     the sha256 manifest. Returns the new folder.
     """
-    model = _load_model_dir(model_dir, "auto")
+    model = _load_model_dir(model_dir, "auto", checkpoint)
     target = os.path.join(destination, name)
     os.makedirs(target, exist_ok=True)
     model.save_weights(os.path.join(target, WEIGHTS))

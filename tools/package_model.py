@@ -17,6 +17,7 @@ flags.DEFINE_string("model_dir", None, "Training model_dir (config.json + checkp
 flags.DEFINE_string("name", None, "Bundled model name, e.g. car-x4-bicubic.", required=True)
 flags.DEFINE_multi_string("data_dir", [], "Validation folders to score the model on.")
 flags.DEFINE_string("baseline_model", None, "SR model trained on bicubic LR, for the bicubic+edsr row.")
+flags.DEFINE_string("checkpoint", None, "Checkpoint prefix to bundle (e.g. runs/x/ckpt-3000); default the latest.")
 flags.DEFINE_string("note", "", "Free text stored in metrics.json (e.g. how far training got).")
 
 
@@ -24,7 +25,7 @@ def main(argv):
     del argv
     FLAGS = flags.FLAGS
     try:
-        model = pretrained.load_model(FLAGS.model_dir)
+        model = pretrained.load_model_checkpoint(FLAGS.model_dir, FLAGS.checkpoint)
         baseline = pretrained.load_model(FLAGS.baseline_model) if FLAGS.baseline_model else None
         report = eval_lib.evaluate(model, FLAGS.data_dir, baseline=baseline, progress_stream=False)
     except (ValueError, OSError) as error:
@@ -36,7 +37,7 @@ def main(argv):
         "command": " ".join(sys.argv),
     }
     print(eval_lib.markdown(report))
-    print(pretrained.package_model(FLAGS.model_dir, FLAGS.name, metrics))
+    print(pretrained.package_model(FLAGS.model_dir, FLAGS.name, metrics, checkpoint=FLAGS.checkpoint))
 
 
 if __name__ == "__main__":

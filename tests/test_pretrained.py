@@ -1,0 +1,76 @@
+"""car_tf.pretrained: bundling a training model_dir, sha256 checks, and loading by name or path."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from car_tf import pretrained
+from car_tf.models import build_car_model, default_config
+
+
+def _hr():
+    return tf.constant(np.random.default_rng(0).random((1, 16, 16, 3)), tf.float32)
+
+
+def _model_dir(tmp_path):
+    """A model_dir as train_lib writes it: config.json and two checkpoints of different weights."""
+    config = default_config(2, "bicubic", "tiny")
+    model = build_car_model(config)
+    model_dir = tmp_path / "run"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text(json.dumps(config))
+    checkpoint = tf.train.Checkpoint(model=model)
+    first = checkpoint.write(str(model_dir / "ckpt-1"))
+    first_lr = model.downscale(_hr()).numpy()
+    for variable in model.trainable_variables:
+        variable.assign(variable + 0.05)
+    manager = tf.train.CheckpointManager(checkpoint, str(model_dir), max_to_keep=3)
+    manager.save(checkpoint_number=2)
+    return str(model_dir), first, first_lr, model.downscale(_hr()).numpy()
+
+
+def test_package_and_load_by_name(tmp_path, monkeypatch):
+    model_dir, _, _, last_lr = _model_dir(tmp_path)
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", str(tmp_path / "bundled"))
+    target = pretrained.package_model(model_dir, "car-x2-test", {"note": "test"},
+                                      destination=pretrained.PRETRAINED_DIR)
+    assert sorted(os.listdir(target)) == sorted(
+        ["MANIFEST.sha256", "config.json", "metrics.json", "model.weights.h5"])
+    assert pretrained.bundled_models() == ["car-x2-test"]
+    model = pretrained.load_model("car-x2-test", resampler_impl="composite")
+    np.testing.assert_allclose(model.downscale(_hr()).numpy(), last_lr, atol=1 / 255 + 1e-6)
+
+
+def test_a_specific_checkpoint_can_be_packaged(tmp_path):
+    model_dir, first, first_lr, _ = _model_dir(tmp_path)
+    target = pretrained.package_model(model_dir, "early", {}, destination=str(tmp_path / "b"),
+                                      checkpoint=first)
+    np.testing.assert_array_equal(
+        pretrained.load_model(target + "/").downscale(_hr()).numpy(), first_lr)
+    np.testing.assert_array_equal(
+        pretrained.load_model_checkpoint(model_dir, first).downscale(_hr()).numpy(), first_lr)
+
+
+def test_a_changed_file_fails_the_manifest_check(tmp_path, monkeypatch):
+    model_dir, _, _, _ = _model_dir(tmp_path)
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", str(tmp_path / "bundled"))
+    target = pretrained.package_model(model_dir, "car-x2-test", {}, destination=pretrained.PRETRAINED_DIR)
+    with open(os.path.join(target, "config.json"), "a") as handle:
+        handle.write(" ")
+    with pytest.raises(ValueError, match="sha256 mismatch"):
+        pretrained.load_model("car-x2-test")
+
+
+def test_unknown_names_are_one_line_errors(tmp_path):
+    with pytest.raises(pretrained.ModelNotFoundError, match="neither a bundled name"):
+        pretrained.load_model(str(tmp_path / "nothing"))
+    with pytest.raises(pretrained.ModelNotFoundError, match="no config.json"):
+        pretrained.load_model_checkpoint(str(tmp_path))
+
+
+def test_default_model_names():
+    assert pretrained.default_model_name(4) == "car-x4-bicubic"
+    assert pretrained.default_model_name(2, "edsr") == "car-x2-edsr-lite"
