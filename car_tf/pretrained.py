@@ -20,6 +20,7 @@ PRETRAINED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretr
 MANIFEST = "MANIFEST.sha256"
 WEIGHTS = "model.weights.h5"
 CONFIG = "config.json"
+BEST = "best"
 
 
 class ModelNotFoundError(ValueError):
@@ -89,6 +90,13 @@ def _load_model_dir(model_dir, resampler_impl, checkpoint=None):
     config = read_config(model_dir)
     model = _build_from_config(config, resampler_impl)
     weights = os.path.join(model_dir, WEIGHTS)
+    if checkpoint == BEST:
+        # train_lib keeps the best-validated weights there.
+        weights = os.path.join(model_dir, BEST, WEIGHTS)
+        if not os.path.isfile(weights):
+            raise ModelNotFoundError(f"{model_dir}: no {BEST}/{WEIGHTS}; the run has not validated yet")
+        model.load_weights(weights)
+        return model
     if checkpoint is None and os.path.isfile(weights):
         model.load_weights(weights)
         return model
@@ -145,7 +153,8 @@ def package_model(model_dir, name, metrics, destination=PRETRAINED_DIR, checkpoi
     """Turns a training model_dir into a bundled model destination/<name>/.
 
     Writes the weights of `checkpoint` (a checkpoint prefix such as
-    model_dir/ckpt-3000; default the latest) as model.weights.h5, copies
+    model_dir/ckpt-3000, "best" for the best-validated weights train_lib kept,
+    default the latest) as model.weights.h5, copies
     config.json and train_config.json, writes `metrics` (a JSON-able dict: the
     final validation scores and how they were obtained) as metrics.json, and
     the sha256 manifest. Returns the new folder.

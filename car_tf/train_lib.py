@@ -19,6 +19,9 @@ Files under model_dir:
   train_config.json    every training setting, mode included
   checkpoint, ckpt-N.* tf.train.Checkpoint(model=CARModel, optimizer=Adam); N = step
   model.keras          the whole model, written at a clean exit
+  best/                the weights with the best validation PSNR-Y so far (first val set),
+                       model.weights.h5 + best.json (step and scores); the paper selects its
+                       models by validation the same way
   train/, eval/        TensorBoard event files
 """
 
@@ -46,6 +49,9 @@ MODES = ("car", "sr_baseline")
 CONFIG_FILE = "config.json"
 TRAIN_CONFIG_FILE = "train_config.json"
 KERAS_FILE = "model.keras"
+BEST_DIR = "best"
+BEST_WEIGHTS = "model.weights.h5"
+BEST_JSON = "best.json"
 CHECKPOINT_PREFIX = "ckpt"
 # Model config keys that may change between runs on the same model_dir: they pick an
 # implementation, not the weights.
@@ -319,6 +325,32 @@ def validate(model, config):
     return scores
 
 
+def keep_if_best(model, config, step, scores):
+    """Writes the model's weights to model_dir/best/ when the first validation set's PSNR-Y
+    beats every earlier validation of this run (restarts included). Returns True if it did."""
+    if not scores:
+        return False
+    dataset, first = next(iter(scores.items()))
+    if "psnr_y" not in first or not math.isfinite(first["psnr_y"]):
+        return False
+    best_dir = os.path.join(config.model_dir, BEST_DIR)
+    record = os.path.join(best_dir, BEST_JSON)
+    if os.path.isfile(record):
+        with open(record) as handle:
+            if json.load(handle)["psnr_y"] >= first["psnr_y"]:
+                return False
+    os.makedirs(best_dir, exist_ok=True)
+    # Write beside, then rename: a kill mid-write never leaves a half-written best.
+    partial = os.path.join(best_dir, "partial." + BEST_WEIGHTS)
+    model.save_weights(partial)
+    os.replace(partial, os.path.join(best_dir, BEST_WEIGHTS))
+    _write_json(record, {"step": int(step), "dataset": dataset, "psnr_y": first["psnr_y"],
+                         "scores": scores})
+    logging.info("best validation so far (%s PSNR-Y %.3f dB at step %d): weights in %s",
+                 dataset, first["psnr_y"], step, best_dir)
+    return True
+
+
 def summary_images(model, config):
     """HR, LR and SR images and offsets of the first config.summary_images images of the
     first validation folder, for TensorBoard.
@@ -581,6 +613,7 @@ def train(config, strategy=None, dataset=None):
     def validate_and_log():
         scores = validate(trainer.model, config)
         _log_eval(eval_writer, step, config, scores, *summary_images(trainer.model, config))
+        keep_if_best(trainer.model, config, step, scores)
         return scores
 
     scores = {}

@@ -106,6 +106,29 @@ def test_sr_baseline_trains_only_the_upscaler_on_bicubic_lr(tmp_path):
     assert not any(np.array_equal(a, b.numpy()) for a, b in zip(upscaler_before, trainer.variables))
 
 
+def test_keep_if_best_keeps_only_improvements(tmp_path):
+    from car_tf import pretrained
+
+    config = _config(tmp_path)
+    model = models.build_car_model(config.model)
+    hr = tf.random.stateless_uniform([1, 16, 16, 3], seed=[1, 2])
+    best_lr = model.downscale(hr).numpy()
+    assert train_lib.keep_if_best(model, config, 10, {"Set5": {"psnr_y": 30.0}, "Set14": {"psnr_y": 27.0}})
+    for variable in model.trainable_variables:
+        variable.assign(variable + 0.05)
+    # Worse on the first set (better on the second does not count): the best stays.
+    assert not train_lib.keep_if_best(model, config, 20, {"Set5": {"psnr_y": 29.0}, "Set14": {"psnr_y": 28.0}})
+    with open(os.path.join(config.model_dir, train_lib.BEST_DIR, train_lib.BEST_JSON)) as handle:
+        assert json.load(handle)["step"] == 10
+    os.makedirs(config.model_dir, exist_ok=True)
+    with open(os.path.join(config.model_dir, "config.json"), "w") as handle:
+        json.dump(config.model, handle)
+    loaded = pretrained.load_model_checkpoint(config.model_dir, "best")
+    np.testing.assert_array_equal(loaded.downscale(hr).numpy(), best_lr)
+    assert train_lib.keep_if_best(model, config, 30, {"Set5": {"psnr_y": 31.0}})
+    assert not train_lib.keep_if_best(model, config, 40, {})
+
+
 def test_bicubic_lr_is_antialiased_and_on_8_bit_levels():
     hr = tf.random.stateless_uniform([1, 32, 32, 3], seed=[3, 4])
     lr = train_lib.bicubic_lr(hr, 4).numpy()

@@ -17,7 +17,7 @@ flags.DEFINE_string("model_dir", None, "Training model_dir (config.json + checkp
 flags.DEFINE_string("name", None, "Bundled model name, e.g. car-x4-bicubic.", required=True)
 flags.DEFINE_multi_string("data_dir", [], "Validation folders to score the model on.")
 flags.DEFINE_string("baseline_model", None, "SR model trained on bicubic LR, for the bicubic+edsr row.")
-flags.DEFINE_string("checkpoint", None, "Checkpoint prefix to bundle (e.g. runs/x/ckpt-3000); default the latest.")
+flags.DEFINE_string("checkpoint", None, "Checkpoint prefix to bundle (e.g. runs/x/ckpt-3000), or best (the best-validated weights); default the latest.")
 flags.DEFINE_string("note", "", "Free text stored in metrics.json (e.g. how far training got).")
 
 
