@@ -273,6 +273,41 @@ CAR_HOST_DEVICE void TapParamGrad(const ResampleShape& s, const T* plane,
   *d_y = sum_y;
 }
 
+// Writes the kernel and offset gradients of tap t (eqs. 4 and 6, with the
+// offset_unit chain factor) and returns the tap's kernel weight.
+template <typename T, typename Acc>
+CAR_HOST_DEVICE Acc StoreTapParamGrad(const ResampleShape& s, const T* plane,
+                                      const T* grad_out,
+                                      const TapSample<Acc>& tap,
+                                      const T* kernels, Acc unit, int64_t t,
+                                      T* grad_kernels, T* grad_offsets_x,
+                                      T* grad_offsets_y) {
+  Acc d_kernel, d_x, d_y;
+  TapParamGrad(s, plane, grad_out, tap, &d_kernel, &d_x, &d_y);
+  const Acc weight = static_cast<Acc>(kernels[t]);
+  grad_kernels[t] = static_cast<T>(d_kernel);
+  grad_offsets_x[t] = static_cast<T>(weight * unit * d_x);
+  grad_offsets_y[t] = static_cast<T>(weight * unit * d_y);
+  return weight;
+}
+
+// Adds one tap's share of the output gradient, channels
+// [channel_begin, channel_end), to the four image pixels it sampled.
+template <typename T, typename Acc, typename AddFn>
+CAR_HOST_DEVICE void ScatterTapGrad(T* grad_plane, const T* grad_out,
+                                    const TapSample<Acc>& tap, Acc weight,
+                                    int64_t channel_begin, int64_t channel_end,
+                                    AddFn add) {
+  const CornerWeights<Acc> w = WeighCorners(weight, tap);
+  for (int64_t c = channel_begin; c < channel_end; ++c) {
+    const Acc g = static_cast<Acc>(grad_out[c]);
+    add(grad_plane + tap.top_left + c, w.top_left * g);
+    add(grad_plane + tap.top_right + c, w.top_right * g);
+    add(grad_plane + tap.bottom_left + c, w.bottom_left * g);
+    add(grad_plane + tap.bottom_right + c, w.bottom_right * g);
+  }
+}
+
 // Gradients with respect to the kernel weights and both offsets, for every
 // tap of one output pixel (eqs. 4 and 6, plus the offset_unit chain factor).
 // Each pixel owns its own slice of the three outputs, so pixels can run in
@@ -296,12 +331,8 @@ CAR_HOST_DEVICE void ResampleParamGradPixel(
       const TapSample<Acc> tap =
           LocateSample<Acc>(s, grid.X(j, static_cast<Acc>(offsets_x[t])),
                             grid.Y(i, static_cast<Acc>(offsets_y[t])));
-      Acc d_kernel, d_x, d_y;
-      TapParamGrad(s, plane, grad_out, tap, &d_kernel, &d_x, &d_y);
-      const Acc weight = static_cast<Acc>(kernels[t]);
-      grad_kernels[t] = static_cast<T>(d_kernel);
-      grad_offsets_x[t] = static_cast<T>(weight * grid.unit * d_x);
-      grad_offsets_y[t] = static_cast<T>(weight * grid.unit * d_y);
+      StoreTapParamGrad(s, plane, grad_out, tap, kernels, grid.unit, t,
+                        grad_kernels, grad_offsets_x, grad_offsets_y);
     }
   }
 }
@@ -329,15 +360,8 @@ CAR_HOST_DEVICE void ResampleImageGradPixel(
       const TapSample<Acc> tap =
           LocateSample<Acc>(s, grid.X(j, static_cast<Acc>(offsets_x[t])),
                             grid.Y(i, static_cast<Acc>(offsets_y[t])));
-      const CornerWeights<Acc> w =
-          WeighCorners(static_cast<Acc>(kernels[t]), tap);
-      for (int64_t c = channel_begin; c < channel_end; ++c) {
-        const Acc g = static_cast<Acc>(grad_out[c]);
-        add(plane + tap.top_left + c, w.top_left * g);
-        add(plane + tap.top_right + c, w.top_right * g);
-        add(plane + tap.bottom_left + c, w.bottom_left * g);
-        add(plane + tap.bottom_right + c, w.bottom_right * g);
-      }
+      ScatterTapGrad(plane, grad_out, tap, static_cast<Acc>(kernels[t]),
+                     channel_begin, channel_end, add);
     }
   }
 }
@@ -368,21 +392,11 @@ CAR_HOST_DEVICE void ResampleBackwardPixel(
       const TapSample<Acc> tap =
           LocateSample<Acc>(s, grid.X(j, static_cast<Acc>(offsets_x[t])),
                             grid.Y(i, static_cast<Acc>(offsets_y[t])));
-      Acc d_kernel, d_x, d_y;
-      TapParamGrad(s, plane, grad_out, tap, &d_kernel, &d_x, &d_y);
-      const Acc weight = static_cast<Acc>(kernels[t]);
-      grad_kernels[t] = static_cast<T>(d_kernel);
-      grad_offsets_x[t] = static_cast<T>(weight * grid.unit * d_x);
-      grad_offsets_y[t] = static_cast<T>(weight * grid.unit * d_y);
-
-      const CornerWeights<Acc> w = WeighCorners(weight, tap);
-      for (int64_t c = 0; c < s.channels; ++c) {
-        const Acc g = static_cast<Acc>(grad_out[c]);
-        add(grad_plane + tap.top_left + c, w.top_left * g);
-        add(grad_plane + tap.top_right + c, w.top_right * g);
-        add(grad_plane + tap.bottom_left + c, w.bottom_left * g);
-        add(grad_plane + tap.bottom_right + c, w.bottom_right * g);
-      }
+      const Acc weight =
+          StoreTapParamGrad(s, plane, grad_out, tap, kernels, grid.unit, t,
+                            grad_kernels, grad_offsets_x, grad_offsets_y);
+      ScatterTapGrad(grad_plane, grad_out, tap, weight, int64_t{0},
+                     s.channels, add);
     }
   }
 }
