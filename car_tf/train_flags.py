@@ -30,9 +30,18 @@ flags.DEFINE_integer("resampler_features", None, "ResamplerNet width at H/2 and 
 flags.DEFINE_integer("resampler_blocks", None, "ResamplerNet residual blocks.")
 flags.DEFINE_integer("resampler_trunk_features", None, "ResamplerNet trunk and head width.")
 flags.DEFINE_integer("resampler_trunk_depth", None, "ResamplerNet 3x3 convs per trunk.")
+flags.DEFINE_integer("resampler_head_kernel_size", None,
+                     "Side of the ResamplerNet heads' last convs, 1 or 3 (paper 3).")
 flags.DEFINE_integer("edsr_blocks", None, "EDSR residual blocks.")
 flags.DEFINE_integer("edsr_features", None, "EDSR width.")
 flags.DEFINE_float("edsr_res_scale", None, "EDSR residual scaling.")
+
+flags.DEFINE_string("init_resampler_from", "",
+                    "Start a new run's ResamplerNet from this model's (bundled name, .keras "
+                    "or model_dir); ignored on resume.")
+flags.DEFINE_string("init_upscaler_from", "",
+                    "Start a new run's EDSR from this model's (e.g. an sr_baseline run); "
+                    "ignored on resume.")
 
 # Data.
 flags.DEFINE_string("model_dir", None, "Checkpoints, config.json, TensorBoard logs; "

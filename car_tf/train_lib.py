@@ -41,7 +41,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from car_tf import data, eval_lib, image_io, models
+from car_tf import data, eval_lib, image_io, models, pretrained
 from car_tf import losses as car_losses_lib
 from car_tf.quantize import quantize_8bit
 
@@ -76,6 +76,10 @@ class TrainConfig:
     lr_halve_every: the learning rate halves every this many steps (staircase).
     *_every: intervals in steps; 0 turns validation / checkpoints off between the
       final ones, which always happen at the last step and at a clean exit.
+    init_resampler_from, init_upscaler_from: a model (bundled name, .keras file or
+      training model_dir, as car_tf.pretrained.load_model takes) whose ResamplerNet /
+      upscaler weights a new run starts from; the architectures must match. Ignored
+      when the run resumes from a checkpoint.
     """
 
     model: dict
@@ -102,6 +106,8 @@ class TrainConfig:
     summary_images: int = 2
     cache: str = "memory"
     seed: int = 0
+    init_resampler_from: str = ""
+    init_upscaler_from: str = ""
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -109,6 +115,10 @@ class TrainConfig:
         if self.mode == "sr_baseline" and self.model.get("upscaler") != "edsr":
             raise ValueError("mode sr_baseline trains the upscaler and needs --upscaler=edsr")
         data.check_crop_size(self.crop_size, self.scale)
+        if self.mode == "sr_baseline" and self.init_resampler_from:
+            raise ValueError("mode sr_baseline trains no ResamplerNet; drop --init_resampler_from")
+        if self.init_upscaler_from and self.model.get("upscaler") != "edsr":
+            raise ValueError("--init_upscaler_from needs --upscaler=edsr (bicubic has no weights)")
         for name in ("batch_size", "steps", "lr_halve_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -405,7 +415,7 @@ def prepare_model_dir(config):
     config_path = os.path.join(config.model_dir, CONFIG_FILE)
     if os.path.isfile(config_path):
         with open(config_path) as handle:
-            existing = json.load(handle)
+            existing = {**models.LATER_KEY_DEFAULTS, **json.load(handle)}
         differing = sorted(
             key
             for key in set(existing) | set(config.model)
@@ -427,6 +437,26 @@ def prepare_model_dir(config):
             )
     _write_json(config_path, config.model)
     _write_json(train_config_path, config.to_json())
+
+
+def initialize_from(model, config):
+    """Copies the ResamplerNet / upscaler weights named by config.init_*_from into `model`."""
+    for part, source in (("resampler", config.init_resampler_from),
+                         ("upscaler", config.init_upscaler_from)):
+        if not source:
+            continue
+        source_model = pretrained.load_model(source)
+        target, origin = getattr(model, part), getattr(source_model, part)
+        shapes = [tuple(weight.shape) for weight in target.weights]
+        source_shapes = [tuple(weight.shape) for weight in origin.weights]
+        if type(target) is not type(origin) or shapes != source_shapes:
+            raise ValueError(
+                f"--init_{part}_from={source}: its {part} ({type(origin).__name__}, "
+                f"{origin.count_params():,} parameters) does not match this run's "
+                f"({type(target).__name__}, {target.count_params():,})"
+            )
+        target.set_weights(origin.get_weights())
+        logging.info("initialised the %s from %s", part, source)
 
 
 def _checkpoint_dir(config, strategy):
@@ -596,6 +626,8 @@ def train(config, strategy=None, dataset=None):
     if latest:
         trainer.checkpoint.restore(latest).assert_existing_objects_matched()
         logging.info("resumed from %s at step %d", latest, trainer.step)
+    elif config.init_resampler_from or config.init_upscaler_from:
+        initialize_from(trainer.model, config)
     step = trainer.step
     saved_step = step if latest else None
 

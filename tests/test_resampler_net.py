@@ -33,7 +33,8 @@ def _built(scale, **widths):
     return net
 
 
-def _expected_count(scale, stem_features, features, blocks, trunk_features, trunk_depth):
+def _expected_count(scale, stem_features, features, blocks, trunk_features, trunk_depth,
+                    head_kernel_size=3):
     """Closed form of the architecture in the module docstring (weights + biases)."""
 
     def conv(k, cin, cout):
@@ -50,7 +51,7 @@ def _expected_count(scale, stem_features, features, blocks, trunk_features, trun
         + conv(1, 4 * features, w)
     )
     trunk = trunk_depth * conv(3, w, w) + conv(1, w, w * up * up) + conv(3, w, w)
-    head = conv(3, w, w) + conv(3, w, taps)
+    head = conv(3, w, w) + conv(head_kernel_size, w, taps)
     return encoder + 2 * trunk + 3 * head
 
 
@@ -65,7 +66,9 @@ def test_paper_parameter_count_is_exact(scale, expected):
 @pytest.mark.parametrize(
     "widths",
     [TINY, {"stem_features": 4, "features": 8, "blocks": 0, "trunk_features": 12, "trunk_depth": 0},
-     {"stem_features": 32, "features": 64, "blocks": 2, "trunk_features": 48, "trunk_depth": 2}],
+     {"stem_features": 32, "features": 64, "blocks": 2, "trunk_features": 48, "trunk_depth": 2},
+     {"stem_features": 32, "features": 64, "blocks": 2, "trunk_features": 48, "trunk_depth": 2,
+      "head_kernel_size": 1}],
 )
 def test_configurable_widths_follow_the_architecture(scale, widths):
     assert count_trainable_params(_built(scale, **widths)) == _expected_count(scale, **widths)
@@ -162,6 +165,20 @@ def test_serialisation_round_trip():
     clone.set_weights(net.get_weights())
     for got, want in zip(clone(hr), expected):
         np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+def test_one_by_one_heads_round_trip_and_reject_other_sizes():
+    net = ResamplerNet(4, **TINY, head_kernel_size=1)
+    hr = tf.random.stateless_uniform((1, 16, 16, 3), seed=(5, 7))
+    expected = net(hr)
+    assert net.kernel_head_out.kernel.shape[:2] == (1, 1)
+    clone = _round_trip(net)
+    assert clone.get_config()["head_kernel_size"] == 1
+    clone.set_weights(net.get_weights())
+    for got, want in zip(clone(hr), expected):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+    with pytest.raises(ValueError, match="head_kernel_size must be 1 or 3"):
+        ResamplerNet(4, **TINY, head_kernel_size=5)
 
 
 def _round_trip(layer):

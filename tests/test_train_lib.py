@@ -162,3 +162,64 @@ def test_benchmark_reports_rates_and_memory(tmp_path):
     assert result["peak_rss_mib"] > 100
     assert result["trainable_parameters"] == sum(int(np.prod(v.shape)) for v in
                                                  models.build_car_model(result["model"]).trainable_weights)
+
+
+def _saved_model_file(tmp_path, model_config, seed):
+    keras.utils.set_random_seed(seed)
+    path = str(tmp_path / f"source{seed}.keras")
+    models.build_car_model(model_config).save(path)
+    return path
+
+
+def test_a_new_run_starts_from_the_given_resampler_and_upscaler(tmp_path):
+    config = _config(tmp_path)
+    source = keras.models.load_model(_saved_model_file(tmp_path, config.model, seed=11))
+    path = str(tmp_path / "source11.keras")
+    fresh = train_lib.Trainer(config).model
+    assert not np.array_equal(fresh.resampler.weights[0].numpy(), source.resampler.weights[0].numpy())
+
+    train_lib.initialize_from(
+        fresh, _config(tmp_path, init_resampler_from=path, init_upscaler_from=path))
+    for part in ("resampler", "upscaler"):
+        for got, want in zip(getattr(fresh, part).weights, getattr(source, part).weights):
+            np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+    resampler_only = train_lib.Trainer(config).model
+    before = [w.numpy() for w in resampler_only.upscaler.weights]
+    train_lib.initialize_from(resampler_only, _config(tmp_path, init_resampler_from=path))
+    np.testing.assert_array_equal(resampler_only.resampler.weights[3].numpy(),
+                                  source.resampler.weights[3].numpy())
+    for got, want in zip(resampler_only.upscaler.weights, before):
+        np.testing.assert_array_equal(got.numpy(), want)
+
+
+def test_init_from_refuses_another_architecture_and_impossible_parts(tmp_path):
+    config = _config(tmp_path)
+    other = _saved_model_file(tmp_path, {**config.model, "edsr_features": 8}, seed=3)
+    model = train_lib.Trainer(config).model
+    with pytest.raises(ValueError, match="init_upscaler_from.*does not match"):
+        train_lib.initialize_from(model, _config(tmp_path, init_upscaler_from=other))
+    with pytest.raises(ValueError, match="trains no ResamplerNet"):
+        _config(tmp_path, mode="sr_baseline", init_resampler_from=other)
+    with pytest.raises(ValueError, match="needs --upscaler=edsr"):
+        _config(tmp_path, model=models.default_config(2, "bicubic", "tiny"), init_upscaler_from=other)
+
+
+@pytest.mark.slow
+def test_train_initialises_a_new_run_but_not_a_resumed_one(tmp_path):
+    source_path = _saved_model_file(tmp_path, _config(tmp_path).model, seed=5)
+    source = keras.models.load_model(source_path)
+    # A tiny learning rate: one Adam step moves each weight by about 1e-12.
+    config = _config(tmp_path, steps=1, learning_rate=1e-12, init_resampler_from=source_path,
+                     init_upscaler_from=source_path)
+    train_lib.train(config, dataset=_random_batches(2, 32))
+    trained = keras.models.load_model(os.path.join(config.model_dir, train_lib.KERAS_FILE))
+    for got, want in zip(trained.weights, source.weights):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-9)
+
+    # Resuming keeps the checkpoint's weights: the init models are not read again.
+    os.remove(source_path)
+    result = train_lib.train(
+        _config(tmp_path, steps=2, learning_rate=1e-12, init_resampler_from=source_path),
+        dataset=_random_batches(2, 32))
+    assert result["step"] == 2

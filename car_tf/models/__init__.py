@@ -3,6 +3,7 @@
 from car_tf.models.bicubic import BicubicUpscaler
 from car_tf.models.car import (
     CONFIG_KEYS,
+    LATER_KEY_DEFAULTS,
     UPSCALERS,
     VARIANTS,
     CARModel,
@@ -28,6 +29,7 @@ __all__ = [
     "EDSR",
     "EDSR_BASELINE",
     "EDSR_PAPER",
+    "LATER_KEY_DEFAULTS",
     "ResamplerNet",
     "UPSCALERS",
     "VARIANTS",

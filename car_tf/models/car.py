@@ -13,6 +13,8 @@ complete one, `build_car_model` builds from one):
   resampler_blocks          ResamplerNet residual blocks (paper 5)
   resampler_trunk_features  ResamplerNet trunk and head width (paper 256)
   resampler_trunk_depth     ResamplerNet 3x3 conv layers per trunk before upsampling (paper 3)
+  resampler_head_kernel_size  side of the ResamplerNet heads' last convs, 1 or 3 (paper 3;
+                            configs saved before this key existed mean 3)
   edsr_blocks               EDSR residual blocks (paper 32)
   edsr_features             EDSR width (paper 256)
   edsr_res_scale            EDSR residual scaling (paper 0.1)
@@ -51,6 +53,7 @@ _RESAMPLER_PAPER = {
     "resampler_blocks": 5,
     "resampler_trunk_features": 256,
     "resampler_trunk_depth": 3,
+    "resampler_head_kernel_size": 3,
 }
 _VARIANT_WIDTHS = {
     "paper": {
@@ -71,6 +74,7 @@ _VARIANT_WIDTHS = {
         "resampler_blocks": 2,
         "resampler_trunk_features": 48,
         "resampler_trunk_depth": 2,
+        "resampler_head_kernel_size": 3,
         "edsr_blocks": 8,
         "edsr_features": 48,
         "edsr_res_scale": 1.0,
@@ -81,11 +85,14 @@ _VARIANT_WIDTHS = {
         "resampler_blocks": 1,
         "resampler_trunk_features": 16,
         "resampler_trunk_depth": 1,
+        "resampler_head_kernel_size": 3,
         "edsr_blocks": 1,
         "edsr_features": 16,
         "edsr_res_scale": 1.0,
     },
 }
+# Keys added after models were saved, with the value a config without them means.
+LATER_KEY_DEFAULTS = {"resampler_head_kernel_size": 3}
 CONFIG_KEYS = ("scale", "upscaler", "resampler_impl", "quantize_alpha",
                *_VARIANT_WIDTHS["paper"])
 
@@ -146,7 +153,7 @@ class CARModel(keras.Model):
     def __init__(self, scale, upscaler="bicubic", resampler_impl="auto",
                  quantize_alpha=DEFAULT_QUANTIZE_ALPHA, resampler_stem_features=64,
                  resampler_features=128, resampler_blocks=5, resampler_trunk_features=256,
-                 resampler_trunk_depth=3, edsr_blocks=32, edsr_features=256, edsr_res_scale=0.1,
+                 resampler_trunk_depth=3, resampler_head_kernel_size=3, edsr_blocks=32, edsr_features=256, edsr_res_scale=0.1,
                  **kwargs):
         super().__init__(**kwargs)
         if upscaler not in UPSCALERS:
@@ -168,6 +175,7 @@ class CARModel(keras.Model):
             "resampler_blocks": int(resampler_blocks),
             "resampler_trunk_features": int(resampler_trunk_features),
             "resampler_trunk_depth": int(resampler_trunk_depth),
+            "resampler_head_kernel_size": int(resampler_head_kernel_size),
             "edsr_blocks": int(edsr_blocks),
             "edsr_features": int(edsr_features),
             "edsr_res_scale": float(edsr_res_scale),
@@ -179,6 +187,7 @@ class CARModel(keras.Model):
             blocks=resampler_blocks,
             trunk_features=resampler_trunk_features,
             trunk_depth=resampler_trunk_depth,
+            head_kernel_size=resampler_head_kernel_size,
             name="resampler",
         )
         self.downscaler = AdaptiveDownscale(self.scale, resampler_impl, name="downscaler")

@@ -17,6 +17,11 @@ scale 2 and 9,896,443 at scale 4:
   -> kernel head: 3x3 conv + ReLU, 3x3 conv k*k, clamp [1e-6, 1], / sum
   -> offset heads x and y (on the offsets trunk): 3x3 conv + ReLU, 3x3 conv k*k, tanh
 
+The heads' last convs ("3x3 conv k*k") are head_kernel_size wide (paper 3). They
+are the most expensive layers at inference (three convs into k*k = 169 channels at
+H/4 for x4: ~40% of the lite network's multiply-adds), so the CPU-lite x4 model
+makes them 1x1; the 3x3 hidden conv before each still sees the neighbourhood.
+
 Every conv has a bias; every conv wider than 1x1 reflection-pads its input.
 k = kernel_size = 3 * scale + 1 (a 3x3 LR-pixel footprint, section 4.1.2).
 """
@@ -101,10 +106,11 @@ class ResamplerNet(keras.layers.Layer):
       blocks: residual blocks at H/4 (paper 5).
       trunk_features: width at H/8 and of the trunks and heads (paper 256).
       trunk_depth: 3x3 conv + ReLU layers in each trunk before upsampling (paper 3).
+      head_kernel_size: side of the heads' last convs, 1 or 3 (paper 3).
     """
 
     def __init__(self, scale, stem_features=64, features=128, blocks=5, trunk_features=256,
-                 trunk_depth=3, **kwargs):
+                 trunk_depth=3, head_kernel_size=3, **kwargs):
         super().__init__(**kwargs)
         scale = int(scale)
         if scale not in RESAMPLER_SCALES:
@@ -117,8 +123,11 @@ class ResamplerNet(keras.layers.Layer):
             raise ValueError(
                 f"ResamplerNet blocks and trunk_depth must be >= 0, got {blocks}, {trunk_depth}"
             )
+        if int(head_kernel_size) not in (1, 3):
+            raise ValueError(f"ResamplerNet head_kernel_size must be 1 or 3, got {head_kernel_size}")
         self.scale = scale
         self.kernel_size = kernel_size_for(scale)
+        self.head_kernel_size = int(head_kernel_size)
         self.stem_features = int(stem_features)
         self.features = int(features)
         self.blocks = int(blocks)
@@ -162,7 +171,7 @@ class ResamplerNet(keras.layers.Layer):
         def head(prefix, activation):
             return add_sublayers(self, [
                 conv2d(width, 3, "reflect", "relu", name=f"{prefix}_hidden"),
-                conv2d(taps, 3, "reflect", activation, name=f"{prefix}_out"),
+                conv2d(taps, self.head_kernel_size, "reflect", activation, name=f"{prefix}_out"),
             ])
 
         self.kernel_trunk = trunk("kernel_trunk")
@@ -221,4 +230,5 @@ class ResamplerNet(keras.layers.Layer):
             "blocks": self.blocks,
             "trunk_features": self.trunk_features,
             "trunk_depth": self.trunk_depth,
+            "head_kernel_size": self.head_kernel_size,
         }
