@@ -114,6 +114,35 @@ def test_kernels_stay_normalised_when_the_clamp_bites():
     np.testing.assert_allclose(kernels.numpy(), 1.0 / 49, rtol=1e-5)
 
 
+def _kernel_tap_gradients(net, hr):
+    """|d loss / d raw tap output| summed over pixels, per tap, for a loss that uses every tap."""
+    weights = tf.random.stateless_uniform((net.kernel_size**2,), seed=(9, 9))
+    with tf.GradientTape() as tape:
+        kernels, _, _ = net(hr)
+        loss = tf.reduce_sum(kernels * weights)
+    bias = net.kernel_head[-1].bias
+    return np.abs(tape.gradient(loss, bias).numpy())
+
+
+def test_softmax_kernels_sum_to_one_and_every_tap_trains():
+    hr = tf.random.stateless_uniform((1, 16, 16, 3), seed=(3, 5))
+    net = ResamplerNet(2, **TINY, kernel_normalization="softmax")
+    kernels, _, _ = net(hr)
+    np.testing.assert_allclose(tf.reduce_sum(kernels, -1).numpy(), 1.0, rtol=1e-5)
+    assert float(tf.reduce_min(kernels)) > 0.0
+    # Far below the clamp's floor, softmax still passes a gradient to every tap...
+    net.kernel_head[-1].bias.assign(tf.fill(net.kernel_head[-1].bias.shape, -50.0))
+    assert (_kernel_tap_gradients(net, hr) > 0).all()
+    # ...where the clamp passes none: the taps are dead.
+    clamped = ResamplerNet(2, **TINY)
+    clamped(hr)
+    clamped.kernel_head[-1].bias.assign(tf.fill(clamped.kernel_head[-1].bias.shape, -50.0))
+    assert (_kernel_tap_gradients(clamped, hr) == 0).all()
+    assert _round_trip(net).get_config()["kernel_normalization"] == "softmax"
+    with pytest.raises(ValueError, match="kernel_normalization"):
+        ResamplerNet(2, **TINY, kernel_normalization="relu")
+
+
 def test_size_multiple_and_minimum():
     assert size_multiple(2) == 8
     assert size_multiple(4) == 8

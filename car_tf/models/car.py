@@ -15,6 +15,8 @@ complete one, `build_car_model` builds from one):
   resampler_trunk_depth     ResamplerNet 3x3 conv layers per trunk before upsampling (paper 3)
   resampler_head_kernel_size  side of the ResamplerNet heads' last convs, 1 or 3 (paper 3;
                             configs saved before this key existed mean 3)
+  resampler_kernel_normalization  "clamp" (paper: clip to [1e-6, 1], / sum) or "softmax"
+                            (every tap keeps a gradient); absent in older configs = "clamp"
   edsr_blocks               EDSR residual blocks (paper 32)
   edsr_features             EDSR width (paper 256)
   edsr_res_scale            EDSR residual scaling (paper 0.1)
@@ -54,6 +56,7 @@ _RESAMPLER_PAPER = {
     "resampler_trunk_features": 256,
     "resampler_trunk_depth": 3,
     "resampler_head_kernel_size": 3,
+    "resampler_kernel_normalization": "clamp",
 }
 _VARIANT_WIDTHS = {
     "paper": {
@@ -75,6 +78,7 @@ _VARIANT_WIDTHS = {
         "resampler_trunk_features": 48,
         "resampler_trunk_depth": 2,
         "resampler_head_kernel_size": 3,
+        "resampler_kernel_normalization": "clamp",
         "edsr_blocks": 8,
         "edsr_features": 48,
         "edsr_res_scale": 1.0,
@@ -86,13 +90,14 @@ _VARIANT_WIDTHS = {
         "resampler_trunk_features": 16,
         "resampler_trunk_depth": 1,
         "resampler_head_kernel_size": 3,
+        "resampler_kernel_normalization": "clamp",
         "edsr_blocks": 1,
         "edsr_features": 16,
         "edsr_res_scale": 1.0,
     },
 }
 # Keys added after models were saved, with the value a config without them means.
-LATER_KEY_DEFAULTS = {"resampler_head_kernel_size": 3}
+LATER_KEY_DEFAULTS = {"resampler_head_kernel_size": 3, "resampler_kernel_normalization": "clamp"}
 CONFIG_KEYS = ("scale", "upscaler", "resampler_impl", "quantize_alpha",
                *_VARIANT_WIDTHS["paper"])
 
@@ -153,7 +158,9 @@ class CARModel(keras.Model):
     def __init__(self, scale, upscaler="bicubic", resampler_impl="auto",
                  quantize_alpha=DEFAULT_QUANTIZE_ALPHA, resampler_stem_features=64,
                  resampler_features=128, resampler_blocks=5, resampler_trunk_features=256,
-                 resampler_trunk_depth=3, resampler_head_kernel_size=3, edsr_blocks=32, edsr_features=256, edsr_res_scale=0.1,
+                 resampler_trunk_depth=3, resampler_head_kernel_size=3,
+                 resampler_kernel_normalization="clamp", edsr_blocks=32, edsr_features=256,
+                 edsr_res_scale=0.1,
                  **kwargs):
         super().__init__(**kwargs)
         if upscaler not in UPSCALERS:
@@ -176,6 +183,7 @@ class CARModel(keras.Model):
             "resampler_trunk_features": int(resampler_trunk_features),
             "resampler_trunk_depth": int(resampler_trunk_depth),
             "resampler_head_kernel_size": int(resampler_head_kernel_size),
+            "resampler_kernel_normalization": str(resampler_kernel_normalization),
             "edsr_blocks": int(edsr_blocks),
             "edsr_features": int(edsr_features),
             "edsr_res_scale": float(edsr_res_scale),
@@ -188,6 +196,7 @@ class CARModel(keras.Model):
             trunk_features=resampler_trunk_features,
             trunk_depth=resampler_trunk_depth,
             head_kernel_size=resampler_head_kernel_size,
+            kernel_normalization=resampler_kernel_normalization,
             name="resampler",
         )
         self.downscaler = AdaptiveDownscale(self.scale, resampler_impl, name="downscaler")

@@ -22,6 +22,11 @@ are the most expensive layers at inference (three convs into k*k = 169 channels 
 H/4 for x4: ~40% of the lite network's multiply-adds), so the CPU-lite x4 model
 makes them 1x1; the 3x3 hidden conv before each still sees the neighbourhood.
 
+kernel_normalization "clamp" is the authors' (clip to [1e-6, 1], divide by the sum).
+A clipped tap gets no gradient, and on CPU-length runs most taps die that way (96%
+of the x4 taps in our first model sat at the clamp: docs/RESULTS.md); "softmax"
+(exp, divide by the sum) keeps every tap positive and trainable.
+
 Every conv has a bias; every conv wider than 1x1 reflection-pads its input.
 k = kernel_size = 3 * scale + 1 (a 3x3 LR-pixel footprint, section 4.1.2).
 """
@@ -50,6 +55,7 @@ RESAMPLER_SCALES = (2, 4, 8)
 # positive weights only, so each kernel is a weighted average of HR samples.
 KERNEL_MIN = 1e-6
 KERNEL_MAX = 1.0
+KERNEL_NORMALIZATIONS = ("clamp", "softmax")
 
 
 def kernel_size_for(scale):
@@ -107,10 +113,12 @@ class ResamplerNet(keras.layers.Layer):
       trunk_features: width at H/8 and of the trunks and heads (paper 256).
       trunk_depth: 3x3 conv + ReLU layers in each trunk before upsampling (paper 3).
       head_kernel_size: side of the heads' last convs, 1 or 3 (paper 3).
+      kernel_normalization: "clamp" (paper) or "softmax", how raw kernel outputs
+        become positive weights summing to 1.
     """
 
     def __init__(self, scale, stem_features=64, features=128, blocks=5, trunk_features=256,
-                 trunk_depth=3, head_kernel_size=3, **kwargs):
+                 trunk_depth=3, head_kernel_size=3, kernel_normalization="clamp", **kwargs):
         super().__init__(**kwargs)
         scale = int(scale)
         if scale not in RESAMPLER_SCALES:
@@ -125,9 +133,13 @@ class ResamplerNet(keras.layers.Layer):
             )
         if int(head_kernel_size) not in (1, 3):
             raise ValueError(f"ResamplerNet head_kernel_size must be 1 or 3, got {head_kernel_size}")
+        if kernel_normalization not in KERNEL_NORMALIZATIONS:
+            raise ValueError(f"ResamplerNet kernel_normalization must be one of "
+                             f"{KERNEL_NORMALIZATIONS}, got {kernel_normalization!r}")
         self.scale = scale
         self.kernel_size = kernel_size_for(scale)
         self.head_kernel_size = int(head_kernel_size)
+        self.kernel_normalization = kernel_normalization
         self.stem_features = int(stem_features)
         self.features = int(features)
         self.blocks = int(blocks)
@@ -205,9 +217,12 @@ class ResamplerNet(keras.layers.Layer):
 
         kernel_features = self._run(self.kernel_trunk, x)
         raw = self._run(self.kernel_head, kernel_features)
-        # Clamping keeps every weight positive; the sum is then >= k*k * 1e-6, never zero.
-        raw = tf.clip_by_value(raw, KERNEL_MIN, KERNEL_MAX)
-        kernels = raw / tf.reduce_sum(raw, axis=-1, keepdims=True)
+        if self.kernel_normalization == "softmax":
+            kernels = tf.nn.softmax(raw, axis=-1)
+        else:
+            # Clamping keeps every weight positive; the sum is then >= k*k * 1e-6, never zero.
+            raw = tf.clip_by_value(raw, KERNEL_MIN, KERNEL_MAX)
+            kernels = raw / tf.reduce_sum(raw, axis=-1, keepdims=True)
 
         offset_features = self._run(self.offset_trunk, x)
         offsets_x = self._run(self.offset_x_head, offset_features)
@@ -231,4 +246,5 @@ class ResamplerNet(keras.layers.Layer):
             "trunk_features": self.trunk_features,
             "trunk_depth": self.trunk_depth,
             "head_kernel_size": self.head_kernel_size,
+            "kernel_normalization": self.kernel_normalization,
         }
