@@ -30,11 +30,10 @@ def sr_baseline_name(car_name):
 def bicubic_like_kernels(scale, out_height, out_width):
     """Fixed [1, h, w, k*k] kernels: a Keys cubic (a = -0.5) stretched by `scale`,
     truncated to the k x k taps and renormalised. With zero offsets the op then
-    behaves like an antialiased bicubic downscale (the bilinear tap sampling adds
-    a little blur)."""
+    behaves like an antialiased bicubic downscale, truncated to the kernel."""
     k = kernel_size_for(scale)
-    # Tap j sits at (j - k//2) HR pixels from the LR pixel's centre.
-    distance = (np.arange(k) - k // 2) / scale
+    # Tap j sits at j - k/2 HR pixels from the LR pixel's centre (eq. 2).
+    distance = (np.arange(k) - k / 2) / scale
     a = -0.5
     d = np.abs(distance)
     cubic = np.where(

@@ -33,10 +33,9 @@ def offset_distance_weights(kernel_size):
     """w(i, j) of eq. 9 for every tap t = i*k + j, as a float32 array [k*k].
 
     w(i, j) = sqrt((i - k/2)^2 + (j - k/2)^2) / sqrt(k^2/2 + k^2/2), exactly as
-    the paper prints it, i.e. measured from (k/2, k/2). That point is half a
-    tap below and right of the centre tap (k//2, k//2) the resampler places at
-    the LR pixel's centre, so the centre tap gets a small weight sqrt(0.5)/k
-    rather than 0. The public MindSpore port does the same.
+    the paper prints it, i.e. measured from (k/2, k/2). The resampler places tap
+    (i, j) at (i - k/2, j - k/2) from the LR pixel's centre (eq. 2), so w is each
+    tap's distance from that centre, normalised.
     """
     k = int(kernel_size)
     rows, cols = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")

@@ -45,8 +45,9 @@ def adaptive_resample_numpy(image, kernels, offsets_x, offsets_y, offset_unit):
             for x in range(out_w):
                 for t in range(taps):
                     i, j = divmod(t, k)
-                    px = (x + 0.5) * in_w / out_w - 0.5 + (j - pad) + offset_unit * offsets_x[n, y, x, t]
-                    py = (y + 0.5) * in_h / out_h - 0.5 + (i - pad) + offset_unit * offsets_y[n, y, x, t]
+                    # Eq. 2: tap j at j - k/2, a real division.
+                    px = (x + 0.5) * in_w / out_w - 0.5 + (j - k / 2) + offset_unit * offsets_x[n, y, x, t]
+                    py = (y + 0.5) * in_h / out_h - 0.5 + (i - k / 2) + offset_unit * offsets_y[n, y, x, t]
                     x0, fx = _corner(px, in_w, pad)
                     y0, fy = _corner(py, in_h, pad)
                     l, r = _reflect(x0, in_w, pad), _reflect(x0 + 1, in_w, pad)
@@ -73,8 +74,8 @@ def adaptive_resample_padded(image, kernels, offsets_x, offsets_y, offset_unit):
     rows, cols = np.divmod(np.arange(taps), k)
     centre_x = (np.arange(out_w) + 0.5) * in_w / out_w - 0.5
     centre_y = (np.arange(out_h) + 0.5) * in_h / out_h - 0.5
-    pos_x = centre_x[None, None, :, None] + (cols - pad) + offset_unit * np.asarray(offsets_x, np.float64)
-    pos_y = centre_y[None, :, None, None] + (rows - pad) + offset_unit * np.asarray(offsets_y, np.float64)
+    pos_x = centre_x[None, None, :, None] + (cols - k / 2) + offset_unit * np.asarray(offsets_x, np.float64)
+    pos_y = centre_y[None, :, None, None] + (rows - k / 2) + offset_unit * np.asarray(offsets_y, np.float64)
     floor_x, floor_y = np.floor(pos_x), np.floor(pos_y)
     frac_x, frac_y = (pos_x - floor_x)[..., None], (pos_y - floor_y)[..., None]
     # Padded coordinates are image coordinates + pad.
@@ -132,10 +133,10 @@ def off_grid_inputs(seed):
     kernels = rng.random((2, 3, 4, k * k)) + 0.1
     kernels /= kernels.sum(axis=-1, keepdims=True)
 
-    # At scale 2 the pixel centres are 2x + 0.5: a shift in [-0.2, 0.2] keeps the fraction
-    # within [0.3, 0.7].
+    # With k = 3 at scale 2 the unmoved taps sit on pixel centres, 2x - 1 + j: a shift
+    # of an integer plus [0.3, 0.7] keeps the fraction within [0.3, 0.7].
     def offsets():
-        shift = rng.integers(-4, 5, kernels.shape) + rng.uniform(-0.2, 0.2, kernels.shape)
+        shift = rng.integers(-4, 5, kernels.shape) + rng.uniform(0.3, 0.7, kernels.shape)
         return shift / unit
 
     return image, kernels, offsets(), offsets(), unit

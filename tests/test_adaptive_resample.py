@@ -99,15 +99,29 @@ def test_forward_non_integer_ratio():
 
 
 @pytest.mark.parametrize("impl", ["custom", "composite"])
-def test_centre_tap_at_scale_2_is_the_2x2_block_mean(impl):
+@pytest.mark.parametrize("scale", [2, 4])
+def test_unmoved_taps_read_single_hr_pixels_as_in_eq_2(impl, scale):
+    # Eq. 2 puts tap (i, j) at (u + i - k/2, v + j - k/2), k/2 real: with
+    # k = 3s + 1 every unmoved tap lands on an HR pixel centre, x*s - s - 1 + j,
+    # so a one-hot kernel copies one pixel and 4 taps of 1/4 give a 2x2 mean.
     rng = np.random.default_rng(0)
-    image = rng.random((2, 8, 10, 3)).astype(np.float32)
-    k = 7
-    kernels = np.zeros((2, 4, 5, k * k), np.float32)
-    kernels[..., (k // 2) * k + k // 2] = 1.0
-    offsets = np.zeros_like(kernels)
-    output = ops.adaptive_resample(image, kernels, offsets, offsets, 2.0, impl=impl).numpy()
-    block_mean = image.reshape(2, 4, 2, 5, 2, 3).mean(axis=(2, 4))
+    k = 3 * scale + 1
+    image = rng.random((2, 4 * scale, 5 * scale, 3)).astype(np.float32)
+    offsets = np.zeros((2, 4, 5, k * k), np.float32)
+    centre = k // 2
+    one_hot = np.zeros_like(offsets)
+    one_hot[..., centre * k + centre] = 1.0
+    output = ops.adaptive_resample(image, one_hot, offsets, offsets, scale, impl=impl).numpy()
+    # The centre tap sits at x*s - s - 1 + k//2 = x*s + s/2 - 1 (HR pixel index).
+    first = scale // 2 - 1
+    np.testing.assert_array_equal(output, image[:, first::scale, first::scale])
+
+    block = np.zeros_like(offsets)
+    for i, j in ((centre, centre), (centre, centre + 1), (centre + 1, centre), (centre + 1, centre + 1)):
+        block[..., i * k + j] = 0.25
+    output = ops.adaptive_resample(image, block, offsets, offsets, scale, impl=impl).numpy()
+    pairs = image[:, first:first + 4 * scale:scale] + image[:, first + 1:first + 4 * scale + 1:scale]
+    block_mean = (pairs[:, :, first::scale] + pairs[:, :, first + 1::scale]) / 4
     np.testing.assert_allclose(output, block_mean, rtol=0, atol=1e-6)
 
 
@@ -122,15 +136,17 @@ def test_edges_equal_reflect_padding_then_clamping(impl, spread):
 
 
 def test_offsets_move_taps_by_offset_unit_hr_pixels():
-    # A one-hot centre tap displaced by (0.25, -0.25) offset units of 4 HR pixels moves by
-    # (+1, -1) HR pixels, onto half-pixel positions where the bilinear sample is a 2x2 mean.
+    # k = 3 at unit 4 on a 16 -> 4 grid: centres at 4x + 1.5, the centre tap at
+    # 4x + 1.5 + (1 - 3/2) = 4x + 1. Offsets of (0.375, -0.125) units of 4 HR pixels
+    # move it by (+1.5, -0.5) HR pixels, onto half-pixel positions where the
+    # bilinear sample is a 2x2 mean.
     rng = np.random.default_rng(3)
     image = rng.random((1, 16, 16, 1))
     kernels = np.zeros((1, 4, 4, 9))
     kernels[..., 4] = 1.0
-    offsets_x, offsets_y = np.full_like(kernels, 0.25), np.full_like(kernels, -0.25)
+    offsets_x, offsets_y = np.full_like(kernels, 0.375), np.full_like(kernels, -0.125)
     output = _custom(image, kernels, offsets_x, offsets_y, 4.0)
-    # Centres at 4x + 1.5; moved by +1 column and -1 row: rows 4y + 0.5, columns 4x + 2.5.
+    # Columns 4x + 2.5 and rows 4y + 0.5.
     rows, cols = np.arange(4) * 4, np.arange(4) * 4 + 2
     expected = 0.25 * (
         image[0, rows][:, cols] + image[0, rows][:, cols + 1] + image[0, rows + 1][:, cols] + image[0, rows + 1][:, cols + 1]

@@ -96,9 +96,10 @@ def adaptive_resample(image, kernels, offsets_x, offsets_y, offset_unit, impl="a
 
     out[n,y,x,c] = sum_t kernels[n,y,x,t] * bilinear(image[n,:,:,c], py, px), where
     tap t = i*k + j and
-      px = (x + 0.5) * W/w - 0.5 + (j - k//2) + offset_unit * offsets_x[n,y,x,t]
-      py = (y + 0.5) * H/h - 0.5 + (i - k//2) + offset_unit * offsets_y[n,y,x,t].
-    Samples outside the image read it as if padded by REFLECT by k//2 and then
+      px = (x + 0.5) * W/w - 0.5 + (j - k/2) + offset_unit * offsets_x[n,y,x,t]
+      py = (y + 0.5) * H/h - 0.5 + (i - k/2) + offset_unit * offsets_y[n,y,x,t]
+    with k/2 a real division, as eq. 2's m/2: for CAR's k = 3s + 1 the unmoved taps
+    land on HR pixel centres (px = x*s - s - 1 + j), one pixel each. Samples outside the image read it as if padded by REFLECT by k//2 and then
     clamped to that padded edge.
 
     Args:

@@ -84,9 +84,12 @@ def adaptive_resample_composite(image, kernels, offsets_x, offsets_y, offset_uni
         ratio = tf.cast(in_size, dtype) / tf.cast(out_size, dtype)
         return (tf.cast(tf.range(out_size), dtype) + 0.5) * ratio - 0.5
 
+    # Tap j sits at j - k/2 (a real k/2, eq. 2's m/2) from the pixel centre:
+    # computed as (2j - k) / 2, exactly the custom op's floats.
     tap_index = tf.range(taps)
-    tap_dx = tf.cast(tap_index % k - pad, dtype)
-    tap_dy = tf.cast(tap_index // k - pad, dtype)
+    half = tf.constant(0.5, dtype)
+    tap_dx = tf.cast(2 * (tap_index % k) - k, dtype) * half
+    tap_dy = tf.cast(2 * (tap_index // k) - k, dtype) * half
     unit = tf.cast(offset_unit, dtype)
     pos_x = centres(out_width, in_width)[None, None, :, None] + tap_dx + unit * offsets_x
     pos_y = centres(out_height, in_height)[None, :, None, None] + tap_dy + unit * offsets_y

@@ -385,26 +385,35 @@ bool SelfCheck(const Problem& p, const char* label, std::mt19937_64* rng) {
   return ok;
 }
 
-// CAR's fixed point: a one-hot centre kernel with zero offsets gives the
-// mean of each 2x2 HR block at scale 2.
+// The tap grid of eq. 2 (tap j at j - k/2 from the LR pixel centre): at
+// scale 2 the unmoved taps land on HR pixel centres, so the centre tap
+// (k/2, k/2) reads HR pixel (2y, 2x) alone, and a kernel of 1/4 on taps
+// (3,3), (3,4), (4,3), (4,4) gives the mean of each 2x2 HR block.
 bool BlockMeanCheck() {
   ResampleShape s{1, 8, 10, 1, 4, 5, 7, 2.0};
-  std::vector<double> image(8 * 10), kernels(s.out_pixels() * s.taps(), 0.0),
-      zeros(kernels.size(), 0.0), output(s.out_pixels());
+  std::vector<double> image(8 * 10), centre(s.out_pixels() * s.taps(), 0.0),
+      block(centre.size(), 0.0), zeros(centre.size(), 0.0), output(s.out_pixels()),
+      output_block(s.out_pixels());
   for (size_t i = 0; i < image.size(); ++i) image[i] = std::sin(0.37 * i);
-  for (int64_t p = 0; p < s.out_pixels(); ++p) kernels[p * 49 + 24] = 1.0;
+  for (int64_t p = 0; p < s.out_pixels(); ++p) {
+    centre[p * 49 + 24] = 1.0;
+    for (int64_t t : {24, 25, 31, 32}) block[p * 49 + t] = 0.25;
+  }
   double worst = 0;
   for (int64_t p = 0; p < s.out_pixels(); ++p) {
-    car_tf::ResampleForwardPixel(s, image.data(), kernels.data(), zeros.data(),
+    car_tf::ResampleForwardPixel(s, image.data(), centre.data(), zeros.data(),
                                  zeros.data(), output.data(), p);
+    car_tf::ResampleForwardPixel(s, image.data(), block.data(), zeros.data(),
+                                 zeros.data(), output_block.data(), p);
     const int64_t y = p / 5, x = p % 5;
     const double mean = (image[(2 * y) * 10 + 2 * x] + image[(2 * y) * 10 + 2 * x + 1] +
                          image[(2 * y + 1) * 10 + 2 * x] +
                          image[(2 * y + 1) * 10 + 2 * x + 1]) / 4;
-    worst = std::max(worst, std::fabs(output[p] - mean));
+    worst = std::max(worst, std::fabs(output[p] - image[(2 * y) * 10 + 2 * x]));
+    worst = std::max(worst, std::fabs(output_block[p] - mean));
   }
   const bool pass = worst <= 1e-12;
-  std::printf("  self-check one-hot kernel = 2x2 block mean: error %.3e%s\n",
+  std::printf("  self-check centre tap = one HR pixel, 4 taps = 2x2 block mean: error %.3e%s\n",
               worst, pass ? "" : "  FAILED");
   return pass;
 }

@@ -11,9 +11,11 @@
 // out[n,y,x,c] = sum_t kernels[n,y,x,t] * S(image[n,:,:,c], py, px) with
 //   px = (x + 0.5) * W / w - 0.5 + (j - k/2) + offset_unit * offsets_x[n,y,x,t]
 //   py = (y + 0.5) * H / h - 0.5 + (i - k/2) + offset_unit * offsets_y[n,y,x,t]
-// and S bilinear. Corner indices go through ReflectIndex, which equals
-// tf.pad(mode="REFLECT") by k/2 followed by clamping to the padded edge, without
-// materialising a padded copy.
+// k/2 a real division (eq. 2's m/2), and S bilinear. For an integer scale s and
+// k = 3s + 1 the unmoved taps then land on HR pixel centres (px = x*s - s - 1 + j),
+// so a tap reads one pixel, not a 2x2 blend. Corner indices go through
+// ReflectIndex, which equals tf.pad(mode="REFLECT") by pad() = floor(k/2) followed
+// by clamping to the padded edge, without materialising a padded copy.
 //
 // The per-pixel functions serve the GPU and float64; float32 on the CPU runs
 // the tap-block versions at the end of this file, which vectorise and give
@@ -147,7 +149,7 @@ CAR_HOST_DEVICE TapSample<Acc> LocateSample(const ResampleShape& s, Acc pos_x,
 template <typename Acc>
 struct TapGrid {
   Acc centre_x, centre_y, unit;
-  int64_t pad;
+  int64_t kernel_size;
 
   CAR_HOST_DEVICE TapGrid(const ResampleShape& s, int64_t y, int64_t x) {
     const Acc half = static_cast<Acc>(0.5);
@@ -158,14 +160,19 @@ struct TapGrid {
     centre_x = (static_cast<Acc>(x) + half) * scale_x - half;
     centre_y = (static_cast<Acc>(y) + half) * scale_y - half;
     unit = static_cast<Acc>(s.offset_unit);
-    pad = s.pad();
+    kernel_size = s.kernel_size;
   }
 
+  // j - k/2 computed as (2j - k) / 2: exact, and the same float the tap-block
+  // path's TapTable holds, so both paths stay bitwise equal.
+  CAR_HOST_DEVICE Acc TapOffset(int64_t j) const {
+    return static_cast<Acc>(2 * j - kernel_size) * static_cast<Acc>(0.5);
+  }
   CAR_HOST_DEVICE Acc X(int64_t j, Acc offset_x) const {
-    return centre_x + static_cast<Acc>(j - pad) + unit * offset_x;
+    return centre_x + TapOffset(j) + unit * offset_x;
   }
   CAR_HOST_DEVICE Acc Y(int64_t i, Acc offset_y) const {
-    return centre_y + static_cast<Acc>(i - pad) + unit * offset_y;
+    return centre_y + TapOffset(i) + unit * offset_y;
   }
 };
 
@@ -424,15 +431,16 @@ inline bool TapBlocksFit(const ResampleShape& s) {
          s.in_height * s.in_width * s.channels <= INT32_MAX;
 }
 
-// The kernel-relative offsets j - k/2 and i - k/2 of every tap t = i*k + j, as
-// the floats TapGrid::X and TapGrid::Y add, so the block loops never divide t.
+// The kernel-relative offsets j - k/2 and i - k/2 (real k/2) of every tap
+// t = i*k + j, as the floats TapGrid::X and TapGrid::Y add, so the block loops
+// never divide t.
 struct TapTable {
   std::vector<float> dx, dy;
 
   explicit TapTable(int64_t k) : dx(k * k), dy(k * k) {
     for (int64_t t = 0; t < k * k; ++t) {
-      dx[t] = static_cast<float>(t % k - k / 2);
-      dy[t] = static_cast<float>(t / k - k / 2);
+      dx[t] = static_cast<float>(2 * (t % k) - k) * 0.5f;
+      dy[t] = static_cast<float>(2 * (t / k) - k) * 0.5f;
     }
   }
 };
