@@ -39,8 +39,8 @@ flags.DEFINE_integer("edsr_features", None, "EDSR width.")
 flags.DEFINE_float("edsr_res_scale", None, "EDSR residual scaling.")
 
 flags.DEFINE_string("init_resampler_from", "",
-                    "Start a new run's ResamplerNet from this model's (bundled name, .keras "
-                    "or model_dir); ignored on resume.")
+                    "Start a new run's ResamplerNet from this model's (bundled name, .keras, "
+                    "model_dir or checkpoint prefix model_dir/ckpt-N); ignored on resume.")
 flags.DEFINE_string("init_upscaler_from", "",
                     "Start a new run's EDSR from this model's (e.g. an sr_baseline run); "
                     "ignored on resume.")

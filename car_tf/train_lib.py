@@ -76,8 +76,8 @@ class TrainConfig:
     lr_halve_every: the learning rate halves every this many steps (staircase).
     *_every: intervals in steps; 0 turns validation / checkpoints off between the
       final ones, which always happen at the last step and at a clean exit.
-    init_resampler_from, init_upscaler_from: a model (bundled name, .keras file or
-      training model_dir, as car_tf.pretrained.load_model takes) whose ResamplerNet /
+    init_resampler_from, init_upscaler_from: a model (bundled name, .keras file,
+      training model_dir, or a checkpoint prefix model_dir/ckpt-N) whose ResamplerNet /
       upscaler weights a new run starts from; the architectures must match. Ignored
       when the run resumes from a checkpoint.
     """
@@ -445,7 +445,11 @@ def initialize_from(model, config):
                          ("upscaler", config.init_upscaler_from)):
         if not source:
             continue
-        source_model = pretrained.load_model(source)
+        if os.path.isfile(source + ".index"):
+            # A checkpoint prefix such as model_dir/ckpt-5000.
+            source_model = pretrained.load_model_checkpoint(os.path.dirname(source), source)
+        else:
+            source_model = pretrained.load_model(source)
         target, origin = getattr(model, part), getattr(source_model, part)
         shapes = [tuple(weight.shape) for weight in target.weights]
         source_shapes = [tuple(weight.shape) for weight in origin.weights]

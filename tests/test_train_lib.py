@@ -217,6 +217,13 @@ def test_train_initialises_a_new_run_but_not_a_resumed_one(tmp_path):
     for got, want in zip(trained.weights, source.weights):
         np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-9)
 
+    # A checkpoint prefix of a training model_dir works as a source too.
+    prefix = tf.train.latest_checkpoint(config.model_dir)
+    fresh = train_lib.Trainer(_config(tmp_path)).model
+    train_lib.initialize_from(fresh, _config(tmp_path, init_upscaler_from=prefix))
+    for got, want in zip(fresh.upscaler.weights, trained.upscaler.weights):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+
     # Resuming keeps the checkpoint's weights: the init models are not read again.
     os.remove(source_path)
     result = train_lib.train(
