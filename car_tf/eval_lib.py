@@ -174,12 +174,13 @@ def _sr_function(upscaler):
     return lambda lr: upscaler(lr, training=False)
 
 
-def pipelines(model, baseline=None):
+def pipelines(model, baseline=None, car_rows=True):
     """The rows an evaluation reports: a list of (downscaler, upscaler, sr_fn), where sr_fn maps
     LR float [1, h, w, 3] to SR float.
 
-    bicubic+bicubic and car+bicubic always; bicubic+edsr when a baseline (an SR model trained
-    on bicubic LR) is given; car+edsr when the model's own upscaler is EDSR.
+    bicubic+bicubic always; bicubic+edsr when a baseline (an SR model trained on bicubic LR)
+    is given; car+bicubic, and car+edsr when the model's own upscaler is EDSR, unless
+    car_rows is False (scoring an SR baseline, whose ResamplerNet was never trained).
     """
     bicubic = BicubicUpscaler(model.scale)
     rows = [("bicubic", "bicubic", bicubic)]
@@ -191,9 +192,10 @@ def pipelines(model, baseline=None):
                 f"the CAR model for scale {model.scale}; pass models of one scale"
             )
         rows.append(("bicubic", "edsr", _sr_function(baseline)))
-    rows.append(("car", "bicubic", bicubic))
-    if model.upscaler_name == "edsr":
-        rows.append(("car", "edsr", model.upscale))
+    if car_rows:
+        rows.append(("car", "bicubic", bicubic))
+        if model.upscaler_name == "edsr":
+            rows.append(("car", "edsr", model.upscale))
     return rows
 
 
@@ -226,6 +228,7 @@ def evaluate_folder(
     spectra=False,
     figures_dir=None,
     progress_stream=None,
+    car_rows=True,
 ):
     """Scores every image of one folder (recursively); see the module docstring for the pipeline.
 
@@ -240,6 +243,7 @@ def evaluate_folder(
       spectra: also a spectra picture for those images.
       figures_dir: pictures go to figures_dir/<dataset>_x<scale>/ (needed for figures_count).
       progress_stream: text stream for the progress bar; None = stderr, False = no bar.
+      car_rows: False leaves out the CAR rows (see `pipelines`).
 
     Returns:
       Report for this folder.
@@ -253,9 +257,11 @@ def evaluate_folder(
         raise NoImagesError(f"data folder {data_dir} does not exist; pass a folder of HR images")
     if figures_count and not figures_dir:
         raise ValueError("figures need a folder to be written to; pass figures_dir (--out_dir)")
+    if figures_count and not car_rows:
+        raise ValueError("the comparison pictures show CAR LR; they need the CAR rows")
     scale = model.scale
     dataset = dataset or os.path.basename(os.path.normpath(data_dir))
-    rows = pipelines(model, baseline)
+    rows = pipelines(model, baseline, car_rows)
     images = image_io.list_images([data_dir], recursive=True)
     notes = [note for note in [_skipped_files_note(data_dir, images)] if note]
     progress = None
@@ -270,10 +276,9 @@ def evaluate_folder(
         hr = _read_hr(path, scale, notes)
         if hr is None:
             continue
-        lrs = {
-            "bicubic": bicubic_downscale_uint8(hr, scale),
-            "car": np.asarray(model.downscale_uint8(hr[np.newaxis]))[0],
-        }
+        lrs = {"bicubic": bicubic_downscale_uint8(hr, scale)}
+        if car_rows:
+            lrs["car"] = np.asarray(model.downscale_uint8(hr[np.newaxis]))[0]
         image_scores, panels = _score_image(hr, lrs, rows, protocol, dataset, name, scale)
         scores += image_scores
         if figured < figures_count:
@@ -392,6 +397,7 @@ def evaluate(
     spectra=False,
     figures_dir=None,
     progress_stream=None,
+    car_rows=True,
 ):
     """`evaluate_folder` over several folders (dataset name = the folder's base name); returns
     one combined Report."""
@@ -414,6 +420,7 @@ def evaluate(
             spectra,
             figures_dir,
             progress_stream,
+            car_rows,
         )
         report.rows += part.rows
         report.per_image += part.per_image

@@ -149,6 +149,15 @@ TRAIN_CONFIG = "train_config.json"
 METRICS = "metrics.json"
 
 
+def training_mode(model_dir):
+    """"car" or "sr_baseline": how a training model_dir (or bundled model) was trained."""
+    path = os.path.join(model_dir, TRAIN_CONFIG)
+    if not os.path.isfile(path):
+        return "car"
+    with open(path) as handle:
+        return json.load(handle).get("mode", "car")
+
+
 def package_model(model_dir, name, metrics, destination=PRETRAINED_DIR, checkpoint=None):
     """Turns a training model_dir into a bundled model destination/<name>/.
 

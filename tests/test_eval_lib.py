@@ -188,6 +188,23 @@ def test_edsr_model_and_baseline_give_four_rows(edsr_model, data_dir):
     assert score.psnr_y == pytest.approx(_scores(hr, sr)[0], abs=1e-9)
 
 
+def test_an_sr_baseline_is_scored_without_car_rows(edsr_model, data_dir, tmp_path):
+    report = eval_lib.evaluate_folder(edsr_model, data_dir, baseline=edsr_model, car_rows=False,
+                                      progress_stream=False)
+    assert [(row.downscaler, row.upscaler) for row in report.rows] == [
+        ("bicubic", "bicubic"), ("bicubic", "edsr")]
+    hr = np.asarray(Image.open(os.path.join(data_dir, "b.png")))
+    hr = eval_lib.crop_to_multiple(hr, SCALE * 4)
+    lr = eval_lib.bicubic_downscale_uint8(hr, SCALE)
+    sr = edsr_model.upscale_uint8(lr[None]).numpy()[0]
+    score = next(s for s in report.per_image
+                 if s.image == "b.png" and (s.downscaler, s.upscaler) == ("bicubic", "edsr"))
+    assert score.psnr_y == pytest.approx(_scores(hr, sr)[0], abs=1e-9)
+    with pytest.raises(ValueError, match="need the CAR rows"):
+        eval_lib.evaluate_folder(edsr_model, data_dir, car_rows=False, figures_count=1,
+                                 figures_dir=str(tmp_path), progress_stream=False)
+
+
 def test_baseline_scale_must_match(edsr_model):
     other = build_car_model(default_config(4, "edsr", variant="tiny"))
     with pytest.raises(ValueError, match="scale 4"):

@@ -44,6 +44,12 @@ def test_package_and_load_by_name(tmp_path, monkeypatch):
     np.testing.assert_allclose(model.downscale(_hr()).numpy(), last_lr, atol=1 / 255 + 1e-6)
 
 
+def test_training_mode_reads_train_config(tmp_path):
+    assert pretrained.training_mode(str(tmp_path)) == "car"
+    (tmp_path / "train_config.json").write_text(json.dumps({"mode": "sr_baseline"}))
+    assert pretrained.training_mode(str(tmp_path)) == "sr_baseline"
+
+
 def test_a_specific_checkpoint_can_be_packaged(tmp_path):
     model_dir, first, first_lr, _ = _model_dir(tmp_path)
     target = pretrained.package_model(model_dir, "early", {}, destination=str(tmp_path / "b"),

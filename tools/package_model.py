@@ -26,8 +26,14 @@ def main(argv):
     FLAGS = flags.FLAGS
     try:
         model = pretrained.load_model_checkpoint(FLAGS.model_dir, FLAGS.checkpoint)
-        baseline = pretrained.load_model(FLAGS.baseline_model) if FLAGS.baseline_model else None
-        report = eval_lib.evaluate(model, FLAGS.data_dir, baseline=baseline, progress_stream=False)
+        if pretrained.training_mode(FLAGS.model_dir) == "sr_baseline":
+            # An SR baseline is scored as what it is: bicubic LR -> its EDSR.
+            report = eval_lib.evaluate(model, FLAGS.data_dir, baseline=model, car_rows=False,
+                                       progress_stream=False)
+        else:
+            baseline = pretrained.load_model(FLAGS.baseline_model) if FLAGS.baseline_model else None
+            report = eval_lib.evaluate(model, FLAGS.data_dir, baseline=baseline,
+                                       progress_stream=False)
     except (ValueError, OSError) as error:
         sys.exit(f"package_model.py: error: {error}")
     metrics = {
