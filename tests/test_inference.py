@@ -11,9 +11,11 @@ from car_tf.models import build_car_model, default_config, size_multiple
 from synthetic_images import photo
 
 
-def _model(scale, upscaler, seed):
+def _model(scale, upscaler, seed, head_kernel_size=3):
     tf.keras.utils.set_random_seed(seed)
-    return build_car_model(default_config(scale, upscaler, variant="tiny"))
+    config = default_config(scale, upscaler, variant="tiny")
+    config["resampler_head_kernel_size"] = head_kernel_size
+    return build_car_model(config)
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +70,10 @@ def _window_gradient_reach(gradient, start, end):
     return max(start - rows.min(), rows.max() + 1 - end, start - cols.min(), cols.max() + 1 - end)
 
 
+@pytest.mark.parametrize("head_kernel_size", [3, 1])
 @pytest.mark.parametrize("scale", [2, 4])
-def test_resampler_net_reach_bounds_the_true_dependence_tightly(scale):
-    model = _model(scale, "bicubic", 10 + scale)
+def test_resampler_net_reach_bounds_the_true_dependence_tightly(scale, head_kernel_size):
+    model = _model(scale, "bicubic", 10 + scale, head_kernel_size)
     hr = tf.Variable(np.random.default_rng(scale).random((1, 192, 192, 3)).astype(np.float32))
     start, end = 64, 128  # an output window aligned to the 8-pixel grid, as tiles are
     with tf.GradientTape() as tape:
