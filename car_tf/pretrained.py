@@ -115,7 +115,10 @@ def load_model_checkpoint(model_dir, checkpoint=None, resampler_impl="auto"):
 
 
 def resolve(name_or_path):
-    """Returns ("bundled"|"keras"|"model_dir", path) for a model name or path."""
+    """Returns ("bundled"|"keras"|"model_dir"|"checkpoint", path) for a model name or path."""
+    if os.path.isfile(name_or_path + ".index"):
+        # A checkpoint prefix of a training model_dir, such as runs/x/ckpt-5000.
+        return "checkpoint", name_or_path
     if name_or_path in bundled_models():
         return "bundled", os.path.join(PRETRAINED_DIR, name_or_path)
     if name_or_path.endswith(".keras") and os.path.isfile(name_or_path):
@@ -130,7 +133,8 @@ def resolve(name_or_path):
 
 
 def load_model(name_or_path, resampler_impl="auto"):
-    """Loads a CAR model (or an SR baseline) by bundled name, `.keras` path or model_dir.
+    """Loads a CAR model (or an SR baseline) by bundled name, `.keras` path, model_dir or a
+    checkpoint prefix model_dir/ckpt-N.
 
     resampler_impl picks the resampler implementation of a rebuilt model
     ("auto", "custom" or "composite"); a `.keras` file keeps the one it was saved with.
@@ -142,6 +146,8 @@ def load_model(name_or_path, resampler_impl="auto"):
         return keras.models.load_model(path, safe_mode=True)
     if kind == "bundled":
         verify_manifest(path)
+    if kind == "checkpoint":
+        return load_model_checkpoint(os.path.dirname(path), path, resampler_impl)
     return _load_model_dir(path, resampler_impl)
 
 

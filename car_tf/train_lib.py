@@ -445,11 +445,7 @@ def initialize_from(model, config):
                          ("upscaler", config.init_upscaler_from)):
         if not source:
             continue
-        if os.path.isfile(source + ".index"):
-            # A checkpoint prefix such as model_dir/ckpt-5000.
-            source_model = pretrained.load_model_checkpoint(os.path.dirname(source), source)
-        else:
-            source_model = pretrained.load_model(source)
+        source_model = pretrained.load_model(source)
         target, origin = getattr(model, part), getattr(source_model, part)
         shapes = [tuple(weight.shape) for weight in target.weights]
         source_shapes = [tuple(weight.shape) for weight in origin.weights]

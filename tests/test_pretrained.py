@@ -58,6 +58,9 @@ def test_a_specific_checkpoint_can_be_packaged(tmp_path):
         pretrained.load_model(target + "/").downscale(_hr()).numpy(), first_lr)
     np.testing.assert_array_equal(
         pretrained.load_model_checkpoint(model_dir, first).downscale(_hr()).numpy(), first_lr)
+    # load_model takes the checkpoint prefix itself too.
+    assert pretrained.resolve(first) == ("checkpoint", first)
+    np.testing.assert_array_equal(pretrained.load_model(first).downscale(_hr()).numpy(), first_lr)
 
 
 def test_a_changed_file_fails_the_manifest_check(tmp_path, monkeypatch):
