@@ -94,7 +94,7 @@ def tv_loss(kernels, offsets_x, offsets_y):
       [N]. A sum, not a mean (as eq. 10 and the MindSpore port): it grows with
       the patch size, so tv_weight is tied to the training crop size.
     """
-    kernels = tf.cast(kernels, tf.float32)
+    kernels = tf.abs(tf.cast(kernels, tf.float32))
     offsets_x = tf.cast(offsets_x, tf.float32)
     offsets_y = tf.cast(offsets_y, tf.float32)
     along_width = tf.abs(offsets_y[:, :, 1:] - offsets_y[:, :, :-1]) * kernels[:, :, :-1]

@@ -32,8 +32,9 @@ flags.DEFINE_integer("resampler_trunk_features", None, "ResamplerNet trunk and h
 flags.DEFINE_integer("resampler_trunk_depth", None, "ResamplerNet 3x3 convs per trunk.")
 flags.DEFINE_integer("resampler_head_kernel_size", None,
                      "Side of the ResamplerNet heads' last convs, 1 or 3 (paper 3).")
-flags.DEFINE_enum("resampler_kernel_normalization", None, ["clamp", "softmax"],
-                  "How raw kernel outputs become weights summing to 1: clamp (paper) or softmax.")
+flags.DEFINE_enum("resampler_kernel_normalization", None, ["clamp", "softmax", "signed"],
+                  "How raw kernel outputs become weights summing to 1: clamp (authors' code), "
+                  "softmax, or signed (negative taps allowed; starts from the area average).")
 flags.DEFINE_integer("edsr_blocks", None, "EDSR residual blocks.")
 flags.DEFINE_integer("edsr_features", None, "EDSR width.")
 flags.DEFINE_float("edsr_res_scale", None, "EDSR residual scaling.")

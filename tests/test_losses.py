@@ -64,6 +64,16 @@ def test_tv_hand_case():
     np.testing.assert_allclose(tv_loss(kernels, ox, oy).numpy(), [0.725], rtol=1e-6)
 
 
+def test_tv_weights_each_change_by_the_size_of_a_signed_kernel_tap():
+    # A negative tap must not make moving its offsets apart pay off.
+    oy = np.array([[0.1, 0.4]], np.float32)[None, :, :, None]
+    ox = np.zeros_like(oy)
+    positive = tv_loss(np.array([[0.5, 0.5]], np.float32)[None, :, :, None], ox, oy)
+    negative = tv_loss(np.array([[-0.5, 1.5]], np.float32)[None, :, :, None], ox, oy)
+    np.testing.assert_allclose(positive.numpy(), [0.15], rtol=1e-6)
+    np.testing.assert_allclose(negative.numpy(), [0.15], rtol=1e-6)
+
+
 def test_tv_ignores_the_other_directions():
     kernels = np.full((1, 3, 3, 4), 0.25, np.float32)
     varying_along_width = np.tile(np.arange(3, dtype=np.float32)[None, None, :, None],

@@ -143,6 +143,41 @@ def test_softmax_kernels_sum_to_one_and_every_tap_trains():
         ResamplerNet(2, **TINY, kernel_normalization="relu")
 
 
+@pytest.mark.parametrize("scale", [2, 4])
+def test_signed_kernels_start_as_the_area_average_with_zero_offsets(scale):
+    from car_tf.ops import adaptive_resample
+
+    hr = tf.random.stateless_uniform((2, 32, 32, 3), seed=(7, scale))
+    net = ResamplerNet(scale, **TINY, kernel_normalization="signed")
+    kernels, offsets_x, offsets_y = net(hr)
+    assert not np.any(offsets_x.numpy()) and not np.any(offsets_y.numpy())
+    # The unmoved taps over each LR pixel's own s x s block, 1/s^2 each: the area average.
+    lr = adaptive_resample(hr, kernels, offsets_x, offsets_y, float(scale))
+    area = tf.nn.avg_pool2d(hr, scale, scale, "VALID")
+    np.testing.assert_allclose(lr.numpy(), area.numpy(), atol=1e-6)
+
+
+def test_signed_kernels_sum_to_one_take_either_sign_and_never_saturate(tmp_path):
+    hr = tf.random.stateless_uniform((1, 16, 16, 3), seed=(3, 6))
+    net = ResamplerNet(2, **TINY, kernel_normalization="signed")
+    net(hr)
+    out = net.kernel_head[-1]
+    out.kernel.assign(tf.random.stateless_normal(out.kernel.shape, seed=(1, 2)))
+    out.bias.assign(tf.fill(out.bias.shape, -5.0))
+    kernels, _, _ = net(hr)
+    np.testing.assert_allclose(tf.reduce_sum(kernels, -1).numpy(), 1.0, atol=1e-4)
+    assert float(tf.reduce_min(kernels)) < 0.0 < float(tf.reduce_max(kernels))
+    # Even with every raw output far below the clamp's floor, every tap trains.
+    assert (_kernel_tap_gradients(net, hr) > 0).all()
+    assert _round_trip(net).get_config()["kernel_normalization"] == "signed"
+    # A loaded model keeps its trained weights, not the area-average start.
+    inputs = keras.Input((16, 16, 3))
+    model = keras.Model(inputs, net(inputs)[0])
+    model.save(tmp_path / "signed.keras")
+    restored = keras.saving.load_model(tmp_path / "signed.keras")
+    np.testing.assert_allclose(restored(hr).numpy(), kernels.numpy(), atol=1e-5)
+
+
 def test_size_multiple_and_minimum():
     assert size_multiple(2) == 8
     assert size_multiple(4) == 8

@@ -15,8 +15,10 @@ complete one, `build_car_model` builds from one):
   resampler_trunk_depth     ResamplerNet 3x3 conv layers per trunk before upsampling (paper 3)
   resampler_head_kernel_size  side of the ResamplerNet heads' last convs, 1 or 3 (paper 3;
                             configs saved before this key existed mean 3)
-  resampler_kernel_normalization  "clamp" (paper: clip to [1e-6, 1], / sum) or "softmax"
-                            (every tap keeps a gradient); absent in older configs = "clamp"
+  resampler_kernel_normalization  "clamp" (authors: clip to [1e-6, 1], / sum), "softmax"
+                            (every tap keeps a gradient) or "signed" (taps of either sign
+                            summing to 1, as the paper's text asks; starts from the area
+                            average); absent in older configs = "clamp"
   edsr_blocks               EDSR residual blocks (paper 32)
   edsr_features             EDSR width (paper 256)
   edsr_res_scale            EDSR residual scaling (paper 0.1)
