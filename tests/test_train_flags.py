@@ -78,12 +78,13 @@ def test_sr_baseline_trains_the_same_edsr_as_car_edsr_lite(scale):
     assert {key: baseline.model[key] for key in edsr_keys} == {key: car.model[key] for key in edsr_keys}
     data = ("batch_size", "crop_size", "seed")
     assert [getattr(baseline, key) for key in data] == [getattr(car, key) for key in data]
-    if scale == 2:
-        # Both from scratch: the same schedule.
-        schedule = ("steps", "learning_rate", "lr_halve_every")
-        assert [getattr(baseline, key) for key in schedule] == [getattr(car, key) for key in schedule]
-    else:
-        # x4 CAR/EDSR starts from the baseline's step-`steps` EDSR and trains car.steps more;
-        # the baseline then runs --steps=baseline.steps + car.steps (docs/RESULTS.md), so the
-        # joint run's schedule must be the shorter one.
-        assert car.steps < baseline.steps and car.learning_rate <= baseline.learning_rate
+    # CAR/EDSR starts from a trained baseline EDSR and trains car.steps more; the
+    # baseline then trains as many steps more (docs/RESULTS.md), so the joint run's
+    # schedule must be the shorter one.
+    assert car.steps < baseline.steps and car.learning_rate <= baseline.learning_rate
+    # ...and its ResamplerNet is the one car-x{scale}-bicubic ships, so it can start from it.
+    bicubic = _parse(f"--flagfile={REPO}/configs/car_x{scale}_bicubic_lite.cfg", "--model_dir=/m",
+                     "--train_dirs=/t")
+    resampler_keys = [key for key in models.CONFIG_KEYS if key.startswith("resampler_")]
+    assert ({key: bicubic.model[key] for key in resampler_keys}
+            == {key: car.model[key] for key in resampler_keys})
