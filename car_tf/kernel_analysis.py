@@ -1,0 +1,99 @@
+"""How much a trained CAR model's content adaptivity is worth, measured on images.
+
+For each image the model predicts per-pixel kernels and offsets. Besides the
+model as it is, the LR image is also made (through the same op, quantiser and
+bicubic upscaler) with
+  "no offsets"   the model's kernels, offsets set to 0;
+  "mean kernel"  one kernel for the whole image, the spatial mean of the model's
+                 kernels, and no offsets: what is left without adaptivity.
+If "mean kernel" scores as well as the model, the ResamplerNet has learned a
+fixed kernel (compare car_tf.fixed_kernel). The report also gives the size and
+spatial spread of the offsets and the spatial spread of the kernel taps, and
+for "clamp" models the fraction of taps at the clamp's floor (a clamped tap is
+1e-6 / the pixel's raw sum after normalisation: the pixel's smallest value).
+"""
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from car_tf import metrics
+from car_tf.eval_lib import crop_to_multiple, sr_to_uint8
+from car_tf.models import BicubicUpscaler, size_multiple
+from car_tf.ops import adaptive_resample
+from car_tf.quantize import quantize_8bit
+
+VARIANTS = ("model", "no offsets", "mean kernel")
+
+
+@dataclasses.dataclass
+class KernelReport:
+    """Means over the images. psnr_y: {variant: dB}, bicubic upscaler, shave = scale."""
+
+    images: int
+    psnr_y: dict
+    mean_abs_offset: float
+    offset_spatial_std: float
+    kernel_spatial_std: float
+    fraction_at_floor: float  # None unless the model's kernel_normalization is "clamp"
+    mean_kernel: np.ndarray
+
+    def lines(self):
+        yield f"images: {self.images}"
+        for variant in VARIANTS:
+            yield f"PSNR-Y with the bicubic upscaler, {variant}: {self.psnr_y[variant]:.3f} dB"
+        yield (f"offsets: mean |o| {self.mean_abs_offset:.2e} LR px, spatial std "
+               f"{self.offset_spatial_std:.2e}")
+        line = f"kernel taps: spatial std {self.kernel_spatial_std:.4f} (mean over taps)"
+        if self.fraction_at_floor is not None:
+            line += f", {100 * self.fraction_at_floor:.1f}% at the clamp floor"
+        yield line
+
+
+def _psnr_through_bicubic(hr_uint8, hr, kernels, offsets_x, offsets_y, scale, upscale):
+    lr = quantize_8bit(adaptive_resample(hr, kernels, offsets_x, offsets_y, float(scale)))
+    sr = sr_to_uint8(upscale(lr).numpy()[0], "standard")
+    return float(metrics.psnr_y(hr_uint8, sr, scale))
+
+
+def analyse(model, images):
+    """KernelReport of a CARModel over uint8 [H, W, 3] images (cropped to the size multiple)."""
+    scale = model.scale
+    upscale = BicubicUpscaler(scale)
+    scores = {variant: [] for variant in VARIANTS}
+    offsets_abs, offsets_std, kernel_std, at_floor, kernel_sum = [], [], [], [], 0.0
+    for image in images:
+        hr_uint8 = crop_to_multiple(image, size_multiple(scale))
+        hr = tf.constant(hr_uint8[np.newaxis], tf.float32) / 255.0
+        outputs = model(hr)
+        kernels, offsets_x, offsets_y = (outputs["kernels"], outputs["offsets_x"],
+                                         outputs["offsets_y"])
+        zeros = tf.zeros_like(offsets_x)
+        mean_kernel = tf.reduce_mean(kernels, axis=[1, 2], keepdims=True)
+        variants = {
+            "model": (kernels, offsets_x, offsets_y),
+            "no offsets": (kernels, zeros, zeros),
+            "mean kernel": (tf.broadcast_to(mean_kernel, tf.shape(kernels)), zeros, zeros),
+        }
+        for variant, arguments in variants.items():
+            scores[variant].append(
+                _psnr_through_bicubic(hr_uint8, hr, *arguments, scale, upscale))
+        both = tf.concat([offsets_x, offsets_y], axis=-1)
+        offsets_abs.append(float(tf.reduce_mean(tf.abs(both))))
+        offsets_std.append(float(tf.reduce_mean(tf.math.reduce_std(both, axis=[1, 2]))))
+        kernel_std.append(float(tf.reduce_mean(tf.math.reduce_std(kernels, axis=[1, 2]))))
+        floor = tf.reduce_min(kernels, axis=-1, keepdims=True) * (1.0 + 1e-4)
+        at_floor.append(float(tf.reduce_mean(tf.cast(kernels <= floor, tf.float32))))
+        kernel_sum = kernel_sum + mean_kernel.numpy().reshape(-1)
+    size = model.resampler.kernel_size
+    return KernelReport(
+        images=len(images),
+        psnr_y={variant: float(np.mean(values)) for variant, values in scores.items()},
+        mean_abs_offset=float(np.mean(offsets_abs)),
+        offset_spatial_std=float(np.mean(offsets_std)),
+        kernel_spatial_std=float(np.mean(kernel_std)),
+        fraction_at_floor=(float(np.mean(at_floor))
+                           if model.resampler.kernel_normalization == "clamp" else None),
+        mean_kernel=(kernel_sum / len(images)).reshape(size, size),
+    )

@@ -1,0 +1,44 @@
+"""car_tf.kernel_analysis: the three variants, and the statistics, on tiny models."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from car_tf import kernel_analysis, models
+from synthetic_images import photo
+
+
+def _model(normalization):
+    config = {**models.default_config(2, "bicubic", "tiny"),
+              "resampler_kernel_normalization": normalization}
+    model = models.build_car_model(config)
+    model(tf.zeros((1, 32, 32, 3)))
+    return model
+
+
+def test_a_model_without_adaptivity_scores_the_same_in_every_variant():
+    # A signed model starts as the area average everywhere with zero offsets.
+    report = kernel_analysis.analyse(_model("signed"), [photo(40, 48, 1), photo(32, 32, 2)])
+    assert report.images == 2
+    scores = [report.psnr_y[variant] for variant in kernel_analysis.VARIANTS]
+    assert scores == pytest.approx([scores[0]] * 3, abs=1e-6)
+    assert report.mean_abs_offset == 0.0 and report.kernel_spatial_std < 1e-6
+    assert report.fraction_at_floor is None
+    area = np.zeros((7, 7))
+    area[3:5, 3:5] = 0.25
+    np.testing.assert_allclose(report.mean_kernel, area, atol=1e-6)
+    assert any("mean kernel" in line for line in report.lines())
+
+
+def test_offsets_and_varying_kernels_change_the_variants():
+    model = _model("clamp")  # random initial heads: kernels and offsets vary per pixel
+    report = kernel_analysis.analyse(model, [photo(32, 32, 3)])
+    assert report.mean_abs_offset > 1e-3 and report.offset_spatial_std > 0.0
+    assert report.kernel_spatial_std > 0.0
+    assert 0.0 <= report.fraction_at_floor <= 1.0
+    assert report.psnr_y["model"] != pytest.approx(report.psnr_y["no offsets"], abs=1e-3)
+    assert report.mean_kernel.sum() == pytest.approx(1.0, abs=1e-4)

@@ -1,0 +1,41 @@
+"""What a trained CAR model's content adaptivity is worth on a folder of images
+(car_tf.kernel_analysis): PSNR-Y through the bicubic upscaler with the model's kernels and
+offsets, without the offsets, and with one mean kernel; offset and kernel statistics.
+
+  python tools/kernel_report.py --model=car-x2-bicubic --data_dir=DATA/val/Set5
+"""
+
+import sys
+
+import numpy as np
+from absl import app, flags
+
+from car_tf import image_io, kernel_analysis, pretrained
+from car_tf.data.folders import find_image_files
+
+flags.DEFINE_string("model", "car-x4-bicubic",
+                    "Bundled model name, .keras file, training model_dir or model_dir/ckpt-N.")
+flags.DEFINE_multi_string("data_dir", [], "Folder(s) of HR images.")
+
+
+def main(argv):
+    del argv
+    options = flags.FLAGS
+    if not options.data_dir:
+        sys.exit("kernel_report.py: error: give --data_dir")
+    try:
+        model = pretrained.load_model(options.model)
+    except (ValueError, OSError) as error:
+        sys.exit(f"kernel_report.py: error: {error}")
+    images = [image_io.read_image(path).rgb
+              for _, path in find_image_files(options.data_dir, "validation")]
+    report = kernel_analysis.analyse(model, images)
+    for line in report.lines():
+        print(line)
+    np.set_printoptions(precision=3, suppress=True, linewidth=200)
+    print("mean kernel:")
+    print(report.mean_kernel)
+
+
+if __name__ == "__main__":
+    app.run(main)
