@@ -82,7 +82,7 @@ def test_sr_baseline_trains_the_same_edsr_as_car_edsr_lite(scale):
     # baseline then trains as many steps more (docs/RESULTS.md), so the joint run's
     # schedule must be the shorter one.
     assert car.steps < baseline.steps and car.learning_rate <= baseline.learning_rate
-    # ...and its ResamplerNet is the one car-x{scale}-bicubic ships, so it can start from it.
+    # ...and its ResamplerNet has the architecture car-x{scale}-bicubic ships, so it can start from it.
     bicubic = _parse(f"--flagfile={REPO}/configs/car_x{scale}_bicubic_lite.cfg", "--model_dir=/m",
                      "--train_dirs=/t")
     resampler_keys = [key for key in models.CONFIG_KEYS if key.startswith("resampler_")]
