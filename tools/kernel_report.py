@@ -11,11 +11,11 @@ import numpy as np
 from absl import app, flags
 
 from car_tf import image_io, kernel_analysis, pretrained
-from car_tf.data.folders import find_image_files
+from car_tf.data.folders import display_name, find_image_files
 
 flags.DEFINE_string("model", "car-x4-bicubic",
                     "Bundled model name, .keras file, training model_dir or model_dir/ckpt-N.")
-flags.DEFINE_multi_string("data_dir", [], "Folder(s) of HR images.")
+flags.DEFINE_multi_string("data_dir", [], "Folder(s) of HR images, each reported apart.")
 
 
 def main(argv):
@@ -27,14 +27,15 @@ def main(argv):
         model = pretrained.load_model(options.model)
     except (ValueError, OSError) as error:
         sys.exit(f"kernel_report.py: error: {error}")
-    images = [image_io.read_image(path).rgb
-              for _, path in find_image_files(options.data_dir, "validation")]
-    report = kernel_analysis.analyse(model, images)
-    for line in report.lines():
-        print(line)
     np.set_printoptions(precision=3, suppress=True, linewidth=200)
-    print("mean kernel:")
-    print(report.mean_kernel)
+    for folder in options.data_dir:
+        images = [image_io.read_image(path).rgb for _, path in find_image_files(folder, "validation")]
+        report = kernel_analysis.analyse(model, images)
+        print(f"## {display_name(folder, folder)}")
+        for line in report.lines():
+            print(line)
+        print("mean kernel:")
+        print(report.mean_kernel)
 
 
 if __name__ == "__main__":
