@@ -6,7 +6,10 @@ the derivative of the soft round of paper eq. 7 (Nakanishi et al.),
 round_soft(v) = v - alpha * sin(2*pi*v) / (2*pi) with v = 255 x, whose slope
 with respect to x is 1 - alpha * cos(2*pi*255*x). alpha = 0 is the
 straight-through estimator; alpha in (0, 1] makes the gradient smaller near
-the 8-bit levels and larger between them.
+the 8-bit levels and larger between them. Values that only the clip to [0, 1]
+brings onto a level (more than half a level outside) get gradient 0, the
+clip's own derivative: with signed kernels about 1% of LR values land there,
+and a gradient through the clip would push them further out for nothing.
 """
 
 import math
@@ -33,9 +36,9 @@ def quantize_8bit(x, alpha=0.0):
       alpha: soft-round strength in [0, 1] (Python float); 0 = straight-through.
 
     Returns:
-      A tensor of x's shape and dtype on the 256 levels k/255. The gradient
-      passes through the clipping unchanged (the CAR downscaler's output is a
-      convex combination of [0, 1] pixels, so clipping only trims round-off).
+      A tensor of x's shape and dtype on the 256 levels k/255. The gradient is
+      0 where x is more than half a level outside [0, 1] (there the clip, not the
+      rounding, decides the value); positive kernels never get there.
     """
     alpha = _check_alpha(alpha)
 
@@ -45,6 +48,9 @@ def quantize_8bit(x, alpha=0.0):
         quantized = tf.round(tf.clip_by_value(values, 0.0, 1.0) * levels) / levels
 
         def grad(upstream):
+            half_level = 0.5 / LEVELS
+            inside = tf.logical_and(values >= -half_level, values <= 1.0 + half_level)
+            upstream = tf.where(inside, upstream, tf.zeros_like(upstream))
             if alpha == 0.0:
                 return upstream
             phase = tf.cast(2.0 * math.pi * LEVELS, values.dtype) * values

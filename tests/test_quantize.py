@@ -37,9 +37,16 @@ def test_forward_output_is_exactly_on_levels_and_idempotent():
     assert float(tf.reduce_max(tf.abs(y - x))) <= 0.5 / 255 + 1e-7
 
 
-def test_alpha_zero_is_straight_through():
-    _, grad = _value_and_grad([-0.3, 0.0, 0.2, 100.0 / 255, 1.3], 0.0)
-    np.testing.assert_array_equal(grad, np.ones(5, np.float32))
+def test_alpha_zero_is_straight_through_the_rounding():
+    _, grad = _value_and_grad([-0.4 / 255, 0.0, 0.2, 100.0 / 255, 1.0, 1.0 + 0.4 / 255], 0.0)
+    np.testing.assert_array_equal(grad, np.ones(6, np.float32))
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5])
+def test_no_gradient_where_only_the_clip_decides(alpha):
+    # More than half a level outside [0, 1], the value is the clip's; moving x changes nothing.
+    _, grad = _value_and_grad([-0.3, -0.6 / 255, 1.0 + 0.6 / 255, 1.3], alpha)
+    np.testing.assert_array_equal(grad, np.zeros(4, np.float32))
 
 
 def test_soft_round_gradient_values():
