@@ -31,9 +31,9 @@ of the x4 taps in our first model sat at the clamp: docs/RESULTS.md); "softmax"
 taps sum to 1 (section 3.1), and the positivity comes from the authors' code. The
 raw outputs are shifted by one common amount per pixel so that they sum to 1 (the
 orthogonal projection onto that plane: linear, no tap ever saturates). Negative
-lobes are what a downscaler for interpolation needs: on Set5 x2 the best single
-fixed 7x7 kernel scores +1.10 dB over bicubic/bicubic with signs free and +0.18
-with positive taps only (docs/RESULTS.md). A signed ResamplerNet also starts from
+lobes are what a downscaler for interpolation needs: the best single fixed 7x7
+kernel for x2 (fitted on our training crops) scores +1.08 dB over bicubic/bicubic
+on Set5 with signs free and +0.18 with positive taps only (docs/RESULTS.md). A signed ResamplerNet also starts from
 a known state rather than random kernels and offsets: its kernel head's last conv
 starts at zero weights with the area average of the LR pixel's own s x s HR block
 as bias, and the offset heads' last convs start at zero (so all offsets are 0).
@@ -62,8 +62,8 @@ from car_tf.models.layers import (
 # The network reaches H/8 before its trunks upsample back to H/scale.
 FEATURE_STRIDE = 8
 RESAMPLER_SCALES = (2, 4, 8)
-# Clamp range of the raw kernel weights before normalisation (authors' choice):
-# positive weights only, so each kernel is a weighted average of HR samples.
+# Clamp range of the raw kernel weights before normalisation ("clamp", the authors'
+# choice): positive weights only, so each kernel is a weighted average of HR samples.
 KERNEL_MIN = 1e-6
 KERNEL_MAX = 1.0
 KERNEL_NORMALIZATIONS = ("clamp", "softmax", "signed")
