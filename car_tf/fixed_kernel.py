@@ -45,7 +45,7 @@ class FixedKernel:
         if parameterisation == "positive":
             area = tf.math.log(tf.maximum(area, 1e-6))
         self.raw = tf.Variable(area, name="raw_kernel")
-        self._upscale = BicubicUpscaler(self.scale)
+        self.upscaler = BicubicUpscaler(self.scale)
 
     def kernel(self):
         """[k*k] weights summing to 1."""
@@ -64,7 +64,7 @@ class FixedKernel:
 
     def roundtrip(self, hr):
         """HR float -> quantised LR -> bicubic SR, differentiable (the quantiser's STE)."""
-        return self._upscale(quantize_8bit(self.downscale(hr)))
+        return self.upscaler(quantize_8bit(self.downscale(hr)))
 
 
 def random_crops(images, crop_size, batch_size, rng):
@@ -116,6 +116,6 @@ def score(fixed_kernel, images):
         sr = sr_to_uint8(fixed_kernel.roundtrip(hr_float).numpy()[0], "standard")
         fixed_scores.append(float(metrics.psnr_y(hr, sr, scale)))
         lr = tf.constant(bicubic_downscale_uint8(hr, scale)[None], tf.float32) / 255.0
-        bicubic = sr_to_uint8(fixed_kernel._upscale(lr).numpy()[0], "standard")
+        bicubic = sr_to_uint8(fixed_kernel.upscaler(lr).numpy()[0], "standard")
         bicubic_scores.append(float(metrics.psnr_y(hr, bicubic, scale)))
     return float(np.mean(fixed_scores)), float(np.mean(bicubic_scores))
