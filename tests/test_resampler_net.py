@@ -143,12 +143,13 @@ def test_softmax_kernels_sum_to_one_and_every_tap_trains():
         ResamplerNet(2, **TINY, kernel_normalization="relu")
 
 
-@pytest.mark.parametrize("scale", [2, 4])
-def test_signed_kernels_start_as_the_area_average_with_zero_offsets(scale):
+@pytest.mark.parametrize("scale,head_kernel_size", [(2, 3), (4, 3), (4, 1)])
+def test_signed_kernels_start_as_the_area_average_with_zero_offsets(scale, head_kernel_size):
     from car_tf.ops import adaptive_resample
 
     hr = tf.random.stateless_uniform((2, 32, 32, 3), seed=(7, scale))
-    net = ResamplerNet(scale, **TINY, kernel_normalization="signed")
+    net = ResamplerNet(scale, **TINY, head_kernel_size=head_kernel_size,
+                       kernel_normalization="signed")
     kernels, offsets_x, offsets_y = net(hr)
     assert not np.any(offsets_x.numpy()) and not np.any(offsets_y.numpy())
     # The unmoved taps over each LR pixel's own s x s block, 1/s^2 each: the area average.
