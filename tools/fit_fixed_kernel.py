@@ -11,8 +11,8 @@ import sys
 import numpy as np
 from absl import app, flags
 
-from car_tf import fixed_kernel, image_io
-from car_tf.data.folders import display_name, find_image_files
+from car_tf import fixed_kernel
+from car_tf.data.folders import display_name, folder_source
 
 flags.DEFINE_integer("scale", 2, "Downscaling factor.")
 flags.DEFINE_enum("parameterisation", "signed", list(fixed_kernel.PARAMETERISATIONS),
@@ -27,7 +27,7 @@ flags.DEFINE_integer("seed", 0, "Crop sampling seed.")
 
 
 def _read(folders, split):
-    return [image_io.read_image(path).rgb for _, path in find_image_files(folders, split)]
+    return [rgb for _, rgb in folder_source(folders, split).images()]
 
 
 def main(argv):

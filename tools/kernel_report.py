@@ -10,8 +10,8 @@ import sys
 import numpy as np
 from absl import app, flags
 
-from car_tf import image_io, kernel_analysis, pretrained
-from car_tf.data.folders import display_name, find_image_files
+from car_tf import kernel_analysis, pretrained
+from car_tf.data.folders import display_name, folder_source
 
 flags.DEFINE_string("model", "car-x4-bicubic",
                     "Bundled model name, .keras file, training model_dir or model_dir/ckpt-N.")
@@ -29,7 +29,7 @@ def main(argv):
         sys.exit(f"kernel_report.py: error: {error}")
     np.set_printoptions(precision=3, suppress=True, linewidth=200)
     for folder in options.data_dir:
-        images = [image_io.read_image(path).rgb for _, path in find_image_files(folder, "validation")]
+        images = [rgb for _, rgb in folder_source(folder, "validation").images()]
         report = kernel_analysis.analyse(model, images)
         print(f"## {display_name(folder, folder)}")
         for line in report.lines():
