@@ -66,9 +66,8 @@ def analyse(model, images):
     for image in images:
         hr_uint8 = crop_to_multiple(image, size_multiple(scale))
         hr = tf.constant(hr_uint8[np.newaxis], tf.float32) / 255.0
-        outputs = model(hr)
-        kernels, offsets_x, offsets_y = (outputs["kernels"], outputs["offsets_x"],
-                                         outputs["offsets_y"])
+        # Only the ResamplerNet: the model's own upscaler (an EDSR, maybe) is not needed here.
+        kernels, offsets_x, offsets_y = model.resampler(hr)
         zeros = tf.zeros_like(offsets_x)
         mean_kernel = tf.reduce_mean(kernels, axis=[1, 2], keepdims=True)
         variants = {
