@@ -8,7 +8,8 @@ bicubic upscaler) with
                  kernels, and no offsets: what is left without adaptivity.
 If "mean kernel" scores as well as the model, the ResamplerNet has learned a
 fixed kernel (compare car_tf.fixed_kernel). The report also gives the size and
-spatial spread of the offsets and the spatial spread of the kernel taps, and
+spatial spread of the offsets and the spatial spread of the kernel taps, the
+share of float LR values that the quantiser's clip (not its rounding) sets, and
 for "clamp" models the fraction of taps at the clamp's floor (a clamped tap is
 1e-6 / the pixel's raw sum after normalisation: the pixel's smallest value).
 """
@@ -22,7 +23,7 @@ from car_tf import metrics
 from car_tf.eval_lib import crop_to_multiple, sr_to_uint8
 from car_tf.models import BicubicUpscaler, size_multiple
 from car_tf.ops import adaptive_resample
-from car_tf.quantize import quantize_8bit
+from car_tf.quantize import quantize_8bit, set_by_clip
 
 VARIANTS = ("model", "no offsets", "mean kernel")
 
@@ -37,6 +38,7 @@ class KernelReport:
     offset_spatial_std: float
     kernel_spatial_std: float
     fraction_at_floor: float  # None unless the model's kernel_normalization is "clamp"
+    fraction_clipped: float  # of the model's float LR values, those the clip to [0, 1] sets
     mean_kernel: np.ndarray
 
     def lines(self):
@@ -45,6 +47,8 @@ class KernelReport:
             yield f"PSNR-Y with the bicubic upscaler, {variant}: {self.psnr_y[variant]:.3f} dB"
         yield (f"offsets: mean |o| {self.mean_abs_offset:.2e} LR px, spatial std "
                f"{self.offset_spatial_std:.2e}")
+        yield (f"LR values set by the clip to [0, 1] (quantize.set_by_clip): "
+               f"{100 * self.fraction_clipped:.2f}%")
         line = f"kernel taps: spatial std {self.kernel_spatial_std:.4f} (mean over taps)"
         if self.fraction_at_floor is not None:
             line += f", {100 * self.fraction_at_floor:.1f}% at the clamp floor"
@@ -62,7 +66,8 @@ def analyse(model, images):
     scale = model.scale
     upscale = BicubicUpscaler(scale)
     scores = {variant: [] for variant in VARIANTS}
-    offsets_abs, offsets_std, kernel_std, at_floor, kernel_sum = [], [], [], [], 0.0
+    offsets_abs, offsets_std, kernel_std, at_floor, clipped = [], [], [], [], []
+    kernel_sum = 0.0
     for image in images:
         hr_uint8 = crop_to_multiple(image, size_multiple(scale))
         hr = tf.constant(hr_uint8[np.newaxis], tf.float32) / 255.0
@@ -85,6 +90,8 @@ def analyse(model, images):
         floor = tf.reduce_min(kernels, axis=-1, keepdims=True) * (1.0 + 1e-4)
         at_floor.append(float(tf.reduce_mean(tf.cast(kernels <= floor, tf.float32))))
         kernel_sum = kernel_sum + mean_kernel.numpy().reshape(-1)
+        lr_float = adaptive_resample(hr, kernels, offsets_x, offsets_y, float(scale))
+        clipped.append(float(tf.reduce_mean(tf.cast(set_by_clip(lr_float), tf.float32))))
     size = model.resampler.kernel_size
     return KernelReport(
         images=len(images),
@@ -94,5 +101,6 @@ def analyse(model, images):
         kernel_spatial_std=float(np.mean(kernel_std)),
         fraction_at_floor=(float(np.mean(at_floor))
                            if model.resampler.kernel_normalization == "clamp" else None),
+        fraction_clipped=float(np.mean(clipped)),
         mean_kernel=(kernel_sum / len(images)).reshape(size, size),
     )

@@ -28,6 +28,13 @@ def _check_alpha(alpha):
     return alpha
 
 
+def set_by_clip(x):
+    """Boolean mask: where x is more than half a level outside [0, 1], so that the clip,
+    not the rounding, sets its 8-bit value."""
+    half_level = 0.5 / LEVELS
+    return tf.logical_or(x < -half_level, x > 1.0 + half_level)
+
+
 def quantize_8bit(x, alpha=0.0):
     """round(255 * clip(x, 0, 1)) / 255, with gradient 1 - alpha * cos(2*pi*255*x).
 
@@ -48,9 +55,7 @@ def quantize_8bit(x, alpha=0.0):
         quantized = tf.round(tf.clip_by_value(values, 0.0, 1.0) * levels) / levels
 
         def grad(upstream):
-            half_level = 0.5 / LEVELS
-            inside = tf.logical_and(values >= -half_level, values <= 1.0 + half_level)
-            upstream = tf.where(inside, upstream, tf.zeros_like(upstream))
+            upstream = tf.where(set_by_clip(values), tf.zeros_like(upstream), upstream)
             if alpha == 0.0:
                 return upstream
             phase = tf.cast(2.0 * math.pi * LEVELS, values.dtype) * values

@@ -29,6 +29,7 @@ def test_a_model_without_adaptivity_scores_the_same_in_every_variant():
     assert scores == pytest.approx([scores[0]] * 3, abs=1e-6)
     assert report.mean_abs_offset == 0.0 and report.kernel_spatial_std < 1e-6
     assert report.fraction_at_floor is None
+    assert report.fraction_clipped == 0.0  # an area average stays inside [0, 1]
     area = np.zeros((7, 7))
     area[3:5, 3:5] = 0.25
     np.testing.assert_allclose(report.mean_kernel, area, atol=1e-6)

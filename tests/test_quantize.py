@@ -96,3 +96,10 @@ def test_layer_serialises():
     assert clone.alpha == 0.25
     x = tf.constant([[0.1234, 0.5]])
     np.testing.assert_array_equal(clone(x).numpy(), quantize_8bit(x).numpy())
+
+
+def test_set_by_clip_marks_values_more_than_half_a_level_outside():
+    from car_tf.quantize import set_by_clip
+
+    x = tf.constant([-0.6 / 255, -0.4 / 255, 0.5, 1.0 + 0.4 / 255, 1.0 + 0.6 / 255])
+    np.testing.assert_array_equal(set_by_clip(x).numpy(), [True, False, False, False, True])
