@@ -237,9 +237,9 @@ class ResamplerNet(keras.layers.Layer):
         kernel_out, offset_x_out, offset_y_out = (
             self.kernel_head[-1], self.offset_x_head[-1], self.offset_y_head[-1])
         for layer in (kernel_out, offset_x_out, offset_y_out):
-            for weight in layer.trainable_weights:
-                weight.assign(tf.zeros_like(weight))
-        kernel_out.trainable_weights[1].assign(area_average_taps(self.scale))
+            layer.kernel.assign(tf.zeros_like(layer.kernel))
+            layer.bias.assign(tf.zeros_like(layer.bias))
+        kernel_out.bias.assign(area_average_taps(self.scale))
 
     @staticmethod
     def _run(layers, x):
