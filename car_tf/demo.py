@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from car_tf import eval_lib, image_io, metrics, pretrained
 from car_tf.models import BicubicUpscaler, kernel_size_for, size_multiple
-from car_tf.ops import adaptive_resample
+from car_tf.ops import adaptive_resample, unmoved_tap_positions
 from car_tf.sample_data import SAMPLE_DIR, sample_images
 
 # The order the demo shows the bundled models in.
@@ -32,8 +32,7 @@ def bicubic_like_kernels(scale, out_height, out_width):
     truncated to the k x k taps and renormalised. With zero offsets the op then
     behaves like an antialiased bicubic downscale, truncated to the kernel."""
     k = kernel_size_for(scale)
-    # Tap j sits at j - k/2 HR pixels from the LR pixel's centre (eq. 2).
-    distance = (np.arange(k) - k / 2) / scale
+    distance = unmoved_tap_positions(k) / scale
     a = -0.5
     d = np.abs(distance)
     cubic = np.where(

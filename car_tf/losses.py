@@ -16,6 +16,8 @@ offsets_y and its horizontal ones our offsets_x.
 import numpy as np
 import tensorflow as tf
 
+from car_tf.ops.composite import unmoved_tap_positions
+
 DEFAULT_OFFSET_WEIGHT = 0.001
 DEFAULT_TV_WEIGHT = 0.005
 
@@ -38,9 +40,9 @@ def offset_distance_weights(kernel_size):
     tap's distance from that centre, normalised.
     """
     k = int(kernel_size)
-    rows, cols = np.meshgrid(np.arange(k), np.arange(k), indexing="ij")
-    half = k / 2.0
-    distance = np.sqrt((rows - half) ** 2 + (cols - half) ** 2) / np.sqrt(k * k / 2 + k * k / 2)
+    position = unmoved_tap_positions(k)
+    rows, cols = np.meshgrid(position, position, indexing="ij")
+    distance = np.sqrt(rows**2 + cols**2) / np.sqrt(k * k / 2 + k * k / 2)
     return distance.reshape(-1).astype(np.float32)
 
 

@@ -44,3 +44,28 @@ def test_uses_built_in_ops_only():
     graph = tf.function(lambda *a: ops.adaptive_resample_composite(*a, 2.0)).get_concrete_function(*args).graph
     registered = set(tf.raw_ops.__dict__)
     assert {op.type for op in graph.get_operations()} - {"Placeholder", "Identity", "NoOp"} <= registered
+
+
+def test_unmoved_tap_positions_are_where_the_resampler_reads():
+    # An image whose value is its own column (or row) index: a one-hot kernel on tap j
+    # then returns the HR position that tap reads.
+    for scale in (2, 4):
+        k = 3 * scale + 1
+        positions = ops.unmoved_tap_positions(k)
+        np.testing.assert_array_equal(positions, np.arange(k) - k / 2)
+        size = 8 * scale
+        rows, columns = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+        image = tf.constant(np.stack([columns, rows], axis=-1)[None], tf.float32)
+        lr = size // scale
+        centres = (np.arange(lr) + 0.5) * scale - 0.5
+        zeros = tf.zeros([1, lr, lr, k * k])
+        for tap in (0, k + 1, k * k // 2, k * k - 1):
+            kernels = tf.one_hot(tf.fill([1, lr, lr], tap), k * k)
+            out = ops.adaptive_resample_composite(image, kernels, zeros, zeros, float(scale)).numpy()
+            inside = slice(2, lr - 2)  # no tap of these pixels reaches the reflected border
+            np.testing.assert_allclose(
+                out[0, inside, inside, 0],
+                np.broadcast_to(centres[None, inside] + positions[tap % k], (lr - 4, lr - 4)))
+            np.testing.assert_allclose(
+                out[0, inside, inside, 1],
+                np.broadcast_to(centres[inside, None] + positions[tap // k], (lr - 4, lr - 4)))

@@ -45,6 +45,7 @@ k = kernel_size = 3 * scale + 1 (a 3x3 LR-pixel footprint, section 4.1.2).
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from car_tf.models.layers import (
@@ -58,6 +59,7 @@ from car_tf.models.layers import (
     conv2d,
     leaky_relu,
 )
+from car_tf.ops.composite import unmoved_tap_positions
 
 # The network reaches H/8 before its trunks upsample back to H/scale.
 FEATURE_STRIDE = 8
@@ -77,14 +79,12 @@ def kernel_size_for(scale):
 def area_average_taps(scale):
     """[k*k] float32: 1/s^2 on the taps over the LR pixel's own s x s HR block, else 0.
 
-    Unmoved tap j sits at HR column x*s - s - 1 + j (car_tf.ops), so the block
-    x*s .. x*s + s - 1 is taps s + 1 .. 2s, in rows and in columns.
+    The block spans HR pixels less than s/2 from the LR pixel's centre, in rows and
+    in columns (taps s + 1 .. 2s of each row).
     """
     scale = int(scale)
-    size = kernel_size_for(scale)
-    line = [1.0 if scale + 1 <= j <= 2 * scale else 0.0 for j in range(size)]
-    taps = [row * column for row in line for column in line]
-    return tf.constant(taps, tf.float32) / float(scale * scale)
+    line = (np.abs(unmoved_tap_positions(kernel_size_for(scale))) < scale / 2).astype(np.float32)
+    return tf.constant(np.outer(line, line).reshape(-1) / float(scale * scale), tf.float32)
 
 
 def size_multiple(scale):

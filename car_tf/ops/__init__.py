@@ -8,7 +8,7 @@ from car_tf.ops.adaptive_resample import (
     op_library_error,
     resolve_impl,
 )
-from car_tf.ops.composite import adaptive_resample_composite
+from car_tf.ops.composite import adaptive_resample_composite, unmoved_tap_positions
 
 __all__ = [
     "IMPLEMENTATIONS",
@@ -18,4 +18,5 @@ __all__ = [
     "load_op_library",
     "op_library_error",
     "resolve_impl",
+    "unmoved_tap_positions",
 ]

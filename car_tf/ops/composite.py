@@ -10,6 +10,7 @@ It materialises four [N, h, w, k*k, C] gathers, so it is slower and much
 hungrier for memory than the custom op.
 """
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -48,6 +49,17 @@ def _safe_floor(floor_pos, length, pad):
     highest = tf.cast(length - 1 + pad, floor_pos.dtype)
     clamped = tf.where(floor_pos >= lowest, tf.minimum(floor_pos, highest), lowest)
     return tf.cast(clamped, tf.int32)
+
+
+def unmoved_tap_positions(kernel_size):
+    """[k] float64 numpy: where unmoved tap j of a k-tap row sits, in HR pixels from the
+    LR pixel's centre: j - k/2 with a real k/2 (eq. 2's m/2). The same for rows (i).
+
+    For CAR's k = 3s + 1 these are half-integers, so unmoved taps land on HR pixel
+    centres. The op (and adaptive_resample_composite below, in TF) place taps here.
+    """
+    k = int(kernel_size)
+    return np.arange(k, dtype=np.float64) - k / 2.0
 
 
 def adaptive_resample_composite(image, kernels, offsets_x, offsets_y, offset_unit):
