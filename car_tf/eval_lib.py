@@ -158,6 +158,12 @@ def sr_to_uint8(sr, protocol):
     return np.round(np.clip(np.asarray(sr, np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+def psnr_y_of_float_sr(hr_uint8, sr, scale):
+    """PSNR-Y (standard protocol, shave = scale) of one float SR image [1, H, W, 3] in
+    [0, 1] against its uint8 HR [H, W, 3], converted to 8 bits as evaluate() does."""
+    return float(metrics.psnr_y(hr_uint8, sr_to_uint8(np.asarray(sr)[0], "standard"), scale))
+
+
 def bicubic_downscale_uint8(hr_uint8, scale):
     """uint8 [H, W, 3] -> uint8 [H/scale, W/scale, 3] by antialiased bicubic resizing, rounded."""
     height, width = hr_uint8.shape[:2]

@@ -17,8 +17,7 @@ adaptivity: docs/RESULTS.md ("Why signed kernels").
 import numpy as np
 import tensorflow as tf
 
-from car_tf import metrics
-from car_tf.eval_lib import bicubic_downscale_uint8, crop_to_multiple, sr_to_uint8
+from car_tf.eval_lib import bicubic_downscale_uint8, crop_to_multiple, psnr_y_of_float_sr
 from car_tf.models.bicubic import BicubicUpscaler
 from car_tf.models.resampler_net import area_average_taps, kernel_size_for
 from car_tf.ops import adaptive_resample
@@ -113,9 +112,7 @@ def score(fixed_kernel, images):
     for image in images:
         hr = crop_to_multiple(image, max(8, scale))
         hr_float = tf.constant(hr[None], tf.float32) / 255.0
-        sr = sr_to_uint8(fixed_kernel.roundtrip(hr_float).numpy()[0], "standard")
-        fixed_scores.append(float(metrics.psnr_y(hr, sr, scale)))
+        fixed_scores.append(psnr_y_of_float_sr(hr, fixed_kernel.roundtrip(hr_float), scale))
         lr = tf.constant(bicubic_downscale_uint8(hr, scale)[None], tf.float32) / 255.0
-        bicubic = sr_to_uint8(fixed_kernel.upscaler(lr).numpy()[0], "standard")
-        bicubic_scores.append(float(metrics.psnr_y(hr, bicubic, scale)))
+        bicubic_scores.append(psnr_y_of_float_sr(hr, fixed_kernel.upscaler(lr), scale))
     return float(np.mean(fixed_scores)), float(np.mean(bicubic_scores))

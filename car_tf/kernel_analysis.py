@@ -19,8 +19,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from car_tf import metrics
-from car_tf.eval_lib import crop_to_multiple, sr_to_uint8
+from car_tf.eval_lib import crop_to_multiple, psnr_y_of_float_sr
 from car_tf.models import BicubicUpscaler, size_multiple
 from car_tf.ops import adaptive_resample
 from car_tf.quantize import quantize_8bit, set_by_clip
@@ -57,8 +56,7 @@ class KernelReport:
 
 def _psnr_through_bicubic(hr_uint8, hr, kernels, offsets_x, offsets_y, scale, upscale):
     lr = quantize_8bit(adaptive_resample(hr, kernels, offsets_x, offsets_y, float(scale)))
-    sr = sr_to_uint8(upscale(lr).numpy()[0], "standard")
-    return float(metrics.psnr_y(hr_uint8, sr, scale))
+    return psnr_y_of_float_sr(hr_uint8, upscale(lr), scale)
 
 
 def analyse(model, images):

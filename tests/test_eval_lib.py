@@ -374,3 +374,15 @@ def test_tool_names_a_folder_without_images(tmp_path):
     assert result.returncode != 0
     assert result.stdout == ""
     assert "NoImagesHere" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_psnr_y_of_float_sr_scores_the_8_bit_image_evaluate_would_write():
+    rng = np.random.default_rng(3)
+    hr = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    # Off by a third of a level (rounds back to hr) in one half, by 4.4 levels in the other.
+    sr = hr.astype(np.float64) / 255.0 + np.where(np.arange(16)[:, None, None] < 8, 0.33, 4.4) / 255.0
+    expected = metrics.psnr_y(hr, eval_lib.sr_to_uint8(sr, "standard"), 2)
+    assert eval_lib.psnr_y_of_float_sr(hr, sr[None].astype(np.float32), 2) == pytest.approx(expected)
+    # It scores the rounded image: the third-of-a-level error is gone, so it beats the float
+    # image's own PSNR.
+    assert expected > metrics.psnr_y(hr.astype(np.float64) / 255.0, np.clip(sr, 0, 1), 2)
