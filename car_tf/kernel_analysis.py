@@ -54,9 +54,6 @@ class KernelReport:
         yield line
 
 
-def _psnr_through_bicubic(hr_uint8, hr, kernels, offsets_x, offsets_y, scale, upscale):
-    lr = quantize_8bit(adaptive_resample(hr, kernels, offsets_x, offsets_y, float(scale)))
-    return psnr_y_of_float_sr(hr_uint8, upscale(lr), scale)
 
 
 def analyse(model, images):
@@ -78,9 +75,11 @@ def analyse(model, images):
             "no offsets": (kernels, zeros, zeros),
             "mean kernel": (tf.broadcast_to(mean_kernel, tf.shape(kernels)), zeros, zeros),
         }
-        for variant, arguments in variants.items():
+        lr_floats = {variant: adaptive_resample(hr, *arguments, float(scale))
+                     for variant, arguments in variants.items()}
+        for variant, lr_float in lr_floats.items():
             scores[variant].append(
-                _psnr_through_bicubic(hr_uint8, hr, *arguments, scale, upscale))
+                psnr_y_of_float_sr(hr_uint8, upscale(quantize_8bit(lr_float)), scale))
         both = tf.concat([offsets_x, offsets_y], axis=-1)
         offsets_abs.append(float(tf.reduce_mean(tf.abs(both))))
         offsets_std.append(float(tf.reduce_mean(tf.math.reduce_std(both, axis=[1, 2]))))
@@ -88,8 +87,7 @@ def analyse(model, images):
         floor = tf.reduce_min(kernels, axis=-1, keepdims=True) * (1.0 + 1e-4)
         at_floor.append(float(tf.reduce_mean(tf.cast(kernels <= floor, tf.float32))))
         kernel_sum = kernel_sum + mean_kernel.numpy().reshape(-1)
-        lr_float = adaptive_resample(hr, kernels, offsets_x, offsets_y, float(scale))
-        clipped.append(float(tf.reduce_mean(tf.cast(set_by_clip(lr_float), tf.float32))))
+        clipped.append(float(tf.reduce_mean(tf.cast(set_by_clip(lr_floats["model"]), tf.float32))))
     size = model.resampler.kernel_size
     return KernelReport(
         images=len(images),
