@@ -40,7 +40,7 @@ def test_offsets_and_varying_kernels_change_the_variants():
     model = _model("clamp")  # random initial heads: kernels and offsets vary per pixel
     # ...and the offsets move taps by ~0.76 LR pixel (tanh(1)), so dropping them must show.
     for head in (model.resampler.offset_x_head, model.resampler.offset_y_head):
-        head[-1].trainable_weights[1].assign(tf.fill(head[-1].trainable_weights[1].shape, 1.0))
+        head[-1].bias.assign(tf.ones_like(head[-1].bias))
     report = kernel_analysis.analyse(model, [photo(32, 32, 3)])
     assert report.mean_abs_offset > 0.5 and report.offset_spatial_std > 0.0
     assert report.kernel_spatial_std > 0.0

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from car_tf.quantize import Quantize8Bit, quantize_8bit
+from car_tf.quantize import Quantize8Bit, quantize_8bit, set_by_clip
 
 
 def _value_and_grad(x, alpha):
@@ -99,7 +99,5 @@ def test_layer_serialises():
 
 
 def test_set_by_clip_marks_values_more_than_half_a_level_outside():
-    from car_tf.quantize import set_by_clip
-
     x = tf.constant([-0.6 / 255, -0.4 / 255, 0.5, 1.0 + 0.4 / 255, 1.0 + 0.6 / 255])
     np.testing.assert_array_equal(set_by_clip(x).numpy(), [True, False, False, False, True])
