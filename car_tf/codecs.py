@@ -65,6 +65,10 @@ BLOCK = 8
 # 4:2:0: one minimum coded unit covers 16x16 pixels (four luma blocks, one per chroma plane).
 MCU = 16
 
+# Fitted so that the rate proxy of differentiable_jpeg approximates the size of Pillow's
+# file in bits (tests/test_codecs.py checks the fit).
+RATE_PROXY_SCALE = 2.67
+
 # Pillow's feature name for each lossy codec.
 _PILLOW_FEATURES = {"jpeg": "jpg", "webp": "webp"}
 
@@ -215,15 +219,18 @@ def _quantise_plane(plane, steps, alpha):
     """One level-shifted plane [N, H, W] through FDCT, quantisation, dequantisation, IDCT.
 
     steps: [8, 8] or [N, 8, 8] quantiser steps.
+    Returns (restored plane [N, H, W], the rate proxy's bits per image [N]).
     """
     dct = tf.constant(_DCT)
     blocks = _to_blocks(plane)
     coefficients = tf.einsum("ux,nijxy,vy->nijuv", dct, blocks, dct)
     if steps.shape.rank == 3:
         steps = steps[:, tf.newaxis, tf.newaxis]
-    levels = _round_soft_gradient(coefficients / steps, alpha)
+    scaled = coefficients / steps
+    levels = _round_soft_gradient(scaled, alpha)
     restored = tf.einsum("ux,nijuv,vy->nijxy", dct, levels * steps, dct)
-    return _from_blocks(restored)
+    bits = tf.reduce_sum(tf.math.log1p(tf.abs(scaled)), axis=[1, 2, 3, 4]) / math.log(2.0)
+    return _from_blocks(restored), bits
 
 
 def _average_2x2(plane):
@@ -256,7 +263,7 @@ def _triangle_upsample(plane, axis, rounded):
     return tf.reshape(interleaved, new_shape)
 
 
-def differentiable_jpeg(images, quality, rounding_alpha=0.0):
+def differentiable_jpeg(images, quality, rounding_alpha=0.0, return_bits=False):
     """JPEG compression and decompression (baseline, 4:2:0) with usable gradients.
 
     Args:
@@ -266,10 +273,14 @@ def differentiable_jpeg(images, quality, rounding_alpha=0.0):
         image: training draws it per example).
       rounding_alpha: soft-round strength of the coefficient rounding's gradient, in
         [0, 1]; 0 = straight-through (see the module docstring).
+      return_bits: also return a differentiable estimate of the file's size.
 
     Returns:
       float32 [N, H, W, 3] in [0, 1] on the 8-bit levels: what a decoder shows of the
-      file libjpeg would write at this quality.
+      file libjpeg would write at this quality; with return_bits, also float32 [N], the
+      rate proxy sum(log2(1 + |coefficient / step|)) over every coefficient of the
+      three planes times RATE_PROXY_SCALE, in bits (a smooth stand-in for the entropy
+      coder's cost, which grows with each coefficient's magnitude in steps).
     """
     if not 0.0 <= float(rounding_alpha) <= 1.0:
         raise ValueError(f"rounding_alpha must be in [0, 1], got {rounding_alpha}")
@@ -292,9 +303,12 @@ def differentiable_jpeg(images, quality, rounding_alpha=0.0):
     luma_steps = quality_scaled_table(LUMINANCE_TABLE, quality)
     chroma_steps = quality_scaled_table(CHROMINANCE_TABLE, quality)
 
+    bits = []
+
     def decoded(plane, steps):
-        restored = _quantise_plane(plane - 128.0, steps, alpha) + 128.0
-        return tf.clip_by_value(_round_straight_through(restored), 0.0, 255.0)
+        restored, plane_bits = _quantise_plane(plane - 128.0, steps, alpha)
+        bits.append(plane_bits)
+        return tf.clip_by_value(_round_straight_through(restored + 128.0), 0.0, 255.0)
 
     luma = decoded(luma, luma_steps)[:, :height, :width]
     # The decoder upsamples the chroma planes as wide as the image needs, repeating
@@ -310,4 +324,7 @@ def differentiable_jpeg(images, quality, rounding_alpha=0.0):
     green = luma - 0.344136286 * blue_difference - 0.714136286 * red_difference
     blue = luma + 1.772 * blue_difference
     rgb = tf.stack([red, green, blue], axis=-1)
-    return tf.clip_by_value(_round_straight_through(rgb), 0.0, 255.0) / 255.0
+    decoded_images = tf.clip_by_value(_round_straight_through(rgb), 0.0, 255.0) / 255.0
+    if return_bits:
+        return decoded_images, RATE_PROXY_SCALE * tf.add_n(bits)
+    return decoded_images

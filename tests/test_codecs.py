@@ -147,3 +147,25 @@ def test_bad_arguments_are_refused():
         codecs.differentiable_jpeg(tf.zeros([1, 8, 8, 3]), 50, rounding_alpha=2.0)
     with pytest.raises(ValueError, match=r"RGB batches \[N, H, W, 3\]"):
         codecs.differentiable_jpeg(tf.zeros([8, 8, 3]), 50)
+
+
+def test_rate_proxy_follows_the_real_file_size():
+    image = _sample(2)
+    estimates, sizes = [], []
+    for quality in (30, 50, 70, 90):
+        _, bits = codecs.differentiable_jpeg(image[np.newaxis].astype(np.float32) / 255.0,
+                                             quality, return_bits=True)
+        estimates.append(float(bits.numpy()[0]))
+        sizes.append(8 * codecs.compress(image, "jpeg", quality)[1])
+    # Fitted on 12 BSD200 images at x2 and x4 (median error 8%, worst 47%).
+    np.testing.assert_allclose(estimates, sizes, rtol=0.5)
+    assert np.all(np.diff(estimates) > 0) and np.all(np.diff(sizes) > 0)
+    # Its gradient reaches the pixels: fewer details, fewer bits.
+    images = tf.constant(image[np.newaxis].astype(np.float32) / 255.0)
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        _, bits = codecs.differentiable_jpeg(images, 50, return_bits=True)
+    smoother = tf.nn.avg_pool2d(images, 3, 1, "SAME")
+    _, smoother_bits = codecs.differentiable_jpeg(smoother, 50, return_bits=True)
+    assert float(smoother_bits[0]) < float(bits[0])
+    assert np.all(np.isfinite(tape.gradient(bits, images).numpy()))
