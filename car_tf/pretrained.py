@@ -91,7 +91,7 @@ def _load_model_dir(model_dir, resampler_impl, checkpoint=None):
     model = _build_from_config(config, resampler_impl)
     weights = os.path.join(model_dir, WEIGHTS)
     if checkpoint == BEST:
-        # train_lib keeps the best-validated weights there.
+        # car_tf.train.validation keeps the best-validated weights there.
         weights = os.path.join(model_dir, BEST, WEIGHTS)
         if not os.path.isfile(weights):
             raise ModelNotFoundError(f"{model_dir}: no {BEST}/{WEIGHTS}; the run has not validated yet")
@@ -168,7 +168,7 @@ def package_model(model_dir, name, metrics, destination=PRETRAINED_DIR, checkpoi
     """Turns a training model_dir into a bundled model destination/<name>/.
 
     Writes the weights of `checkpoint` (a checkpoint prefix such as
-    model_dir/ckpt-3000, "best" for the best-validated weights train_lib kept,
+    model_dir/ckpt-3000, "best" for the best-validated weights training kept,
     default the latest) as model.weights.h5, copies
     config.json and train_config.json, writes `metrics` (a JSON-able dict: the
     final validation scores and how they were obtained) as metrics.json, and

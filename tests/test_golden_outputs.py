@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from car_tf import image_io, inference, pretrained, sample_data
-from car_tf.eval_lib import bicubic_downscale_uint8
+from car_tf.protocol import bicubic_downscale_uint8
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden_outputs.npz")
 MODELS = ("car-x4-bicubic", "car-x2-bicubic", "car-x4-edsr-lite", "edsr-x2-lite-bicubic-lr")

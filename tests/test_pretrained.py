@@ -16,7 +16,7 @@ def _hr():
 
 
 def _model_dir(tmp_path):
-    """A model_dir as train_lib writes it: config.json and two checkpoints of different weights."""
+    """A model_dir as car_tf.train writes it: config.json and two checkpoints of different weights."""
     config = default_config(2, "bicubic", "tiny")
     model = build_car_model(config)
     model_dir = tmp_path / "run"

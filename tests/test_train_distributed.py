@@ -26,9 +26,9 @@ def _two_device_child(out_path):
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-    from car_tf import models, train_lib
+    from car_tf import models, train
 
-    config = train_lib.TrainConfig(
+    config = train.TrainConfig(
         model=models.default_config(2, "edsr", "tiny"), model_dir="", batch_size=4, crop_size=32,
         steps=1, learning_rate=1e-3,
     )
@@ -41,7 +41,7 @@ def _two_device_child(out_path):
     }
     saved, initial = {}, None
     for name, strategy in strategies.items():
-        trainer = train_lib.Trainer(config, strategy)
+        trainer = train.Trainer(config, strategy)
         if initial is None:
             initial = [v.numpy() for v in trainer.variables]
         else:  # the same starting point, whatever each strategy's initialisers drew

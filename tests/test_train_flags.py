@@ -1,4 +1,4 @@
-"""car_tf.train_flags: model flags over variant defaults, and every committed config."""
+"""car_tf.train.flags: model flags over variant defaults, and every committed config."""
 
 import glob
 import os
@@ -7,7 +7,9 @@ import pytest
 from absl import flags
 from absl.testing import flagsaver
 
-from car_tf import models, train_flags, train_lib
+from car_tf import models
+from car_tf.train import TrainConfig
+from car_tf.train import flags as train_flags
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "*.cfg")))
@@ -60,7 +62,7 @@ def test_there_are_paper_lite_and_smoke_configs():
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
 def test_config_parses_to_a_valid_train_config(path):
     config = _parse(f"--flagfile={path}", "--model_dir=/tmp/m", "--train_dirs=/tmp/t")
-    assert isinstance(config, train_lib.TrainConfig)
+    assert isinstance(config, TrainConfig)
     assert config.lr_halve_every <= config.steps
     name = os.path.basename(path)
     if name.endswith("_paper.cfg"):

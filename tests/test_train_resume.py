@@ -14,7 +14,7 @@ import synthetic_images
 import tensorflow as tf
 from PIL import Image
 
-from car_tf import models, pretrained, train_lib
+from car_tf import models, pretrained, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHILD_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
@@ -112,9 +112,9 @@ def test_run_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path):
 
     # What a restart restores: step, weights, Adam's moments and the learning rate.
     with open(model_dir / "train_config.json") as handle:
-        config = train_lib.TrainConfig(**json.load(handle))
-    fresh = train_lib.Trainer(config)
-    restored = train_lib.Trainer(config)
+        config = train.TrainConfig(**json.load(handle))
+    fresh = train.Trainer(config)
+    restored = train.Trainer(config)
     restored.checkpoint.restore(latest).assert_consumed()
     assert restored.step == killed_at
     assert restored.learning_rate() == pytest.approx(1e-3 * 0.5 ** (killed_at // 2))

@@ -12,7 +12,9 @@ import json
 
 from absl import app, flags
 
-from car_tf import train_flags, train_lib
+from car_tf import train
+from car_tf.train import benchmark
+from car_tf.train import flags as train_flags
 
 flags.DEFINE_integer("benchmark_steps", 20, "Timed steps.")
 flags.DEFINE_integer("warmup_steps", 3, "Untimed steps first (tracing, allocation).")
@@ -22,9 +24,9 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    strategy = train_lib.create_strategy()
+    strategy = train.create_strategy()
     config = train_flags.train_config_from_flags(for_training=False)
-    result = train_lib.benchmark(config, steps=FLAGS.benchmark_steps, warmup_steps=FLAGS.warmup_steps,
+    result = benchmark.benchmark(config, steps=FLAGS.benchmark_steps, warmup_steps=FLAGS.warmup_steps,
                                  strategy=strategy)
     print(json.dumps(result, indent=2, sort_keys=True))
 

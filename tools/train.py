@@ -12,18 +12,19 @@ import sys
 
 from absl import app
 
-from car_tf import train_flags, train_lib
+from car_tf import train
+from car_tf.train import flags as train_flags
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     # First: the collective runtime of a multi-worker run must start before any other op.
-    strategy = train_lib.create_strategy()
+    strategy = train.create_strategy()
     try:
         config = train_flags.train_config_from_flags()
-        train_lib.train(config, strategy)
-    except (ValueError, OSError, train_lib.NonFiniteLossError) as error:
+        train.train(config, strategy)
+    except (ValueError, OSError, train.NonFiniteLossError) as error:
         sys.exit(f"train.py: error: {error}")
     except KeyboardInterrupt:
         sys.exit("train.py: interrupted; run the same command again to resume")

@@ -8,10 +8,11 @@ later flags on the command line override the file's.
 
 from absl import flags
 
-from car_tf import data, models, train_lib
+from car_tf import data, models
 from car_tf.ops import IMPLEMENTATIONS
+from car_tf.train.config import MODES, TrainConfig
 
-flags.DEFINE_enum("mode", "car", train_lib.MODES,
+flags.DEFINE_enum("mode", "car", MODES,
                   "car: train the CAR model end to end. sr_baseline: train only the upscaler "
                   "(needs --upscaler=edsr) on bicubic-downscaled 8-bit LR.")
 
@@ -70,6 +71,17 @@ flags.DEFINE_float("adam_beta2", 0.999, "Adam beta2.")
 flags.DEFINE_float("adam_epsilon", 1e-6, "Adam epsilon.")
 flags.DEFINE_float("offset_weight", 0.001, "lambda of eq. 11: weight of the offset regulariser.")
 flags.DEFINE_float("tv_weight", 0.005, "gamma of eq. 11: weight of the partial TV loss.")
+flags.DEFINE_enum("lr_codec", "png", ["png", "jpeg"],
+                  "What the LR image goes through before the upscaler: png (lossless) or "
+                  "jpeg (car_tf.codecs.differentiable_jpeg, libjpeg's 4:2:0 JPEG).")
+flags.DEFINE_list("lr_quality_range", ["30", "95"],
+                  "LOW,HIGH: the JPEG quality of each training example is drawn uniformly "
+                  "from this inclusive range.")
+flags.DEFINE_float("codec_rounding_alpha", 0.5,
+                   "Soft-round strength of the JPEG coefficient rounding's gradient, in "
+                   "[0, 1]; 0 = straight-through.")
+flags.DEFINE_float("rate_weight", 0.0,
+                   "Weight of the JPEG rate proxy (bits per HR pixel) in the loss; 0 = off.")
 flags.DEFINE_integer("seed", 0, "Seed of the initial weights and of the crops.")
 
 # Bookkeeping.
@@ -101,13 +113,13 @@ def train_config_from_flags(flag_values=FLAGS, for_training=True):
         raise ValueError("--model_dir is required")
     if for_training and not (flag_values.train_dirs or flag_values.tfds_name):
         raise ValueError("give training images with --train_dirs or --tfds_name")
-    config_fields = {field.name for field in train_lib.TrainConfig.__dataclass_fields__.values()}
+    config_fields = {field.name for field in TrainConfig.__dataclass_fields__.values()}
     values = {
         name: flag_values[name].value
         for name in config_fields
         if name not in ("model", "crop_size", "model_dir") and name in flag_values
     }
-    return train_lib.TrainConfig(
+    return TrainConfig(
         model=model_config_from_flags(flag_values),
         model_dir=flag_values.model_dir or "",
         crop_size=flag_values.crop_size or data.default_crop_size(flag_values.scale),
