@@ -223,7 +223,10 @@ class CARModel(keras.Model):
         if not self.upscaler.built:
             self.upscaler.build((input_shape[0], None, None, 3))
 
-    def _downscale(self, hr):
+    def downscale_outputs(self, hr):
+        """hr [N, H, W, 3] -> dict of "lr" (quantised) and "lr_float" [N, H/s, W/s, 3],
+        "kernels", "offsets_x", "offsets_y" [N, H/s, W/s, k*k]: the model up to the
+        upscaler (training puts a codec between the two)."""
         check_hr_shape(hr.shape, self.scale, "hr")
         kernels, offsets_x, offsets_y = self.resampler(hr)
         lr_float = self.downscaler(hr, kernels, offsets_x, offsets_y)
@@ -238,13 +241,13 @@ class CARModel(keras.Model):
     def call(self, hr, training=False):
         """hr [N, H, W, 3] -> dict of "sr" [N, H, W, 3] (unclipped), "lr" and "lr_float"
         [N, H/s, W/s, 3], "kernels", "offsets_x", "offsets_y" [N, H/s, W/s, k*k]."""
-        outputs = self._downscale(hr)
+        outputs = self.downscale_outputs(hr)
         outputs["sr"] = self.upscaler(outputs["lr"])
         return outputs
 
     def downscale(self, hr, training=False):
         """hr [N, H, W, 3] -> LR [N, H/s, W/s, 3] float on the 8-bit levels k/255."""
-        return self._downscale(tf.convert_to_tensor(hr, tf.float32))["lr"]
+        return self.downscale_outputs(tf.convert_to_tensor(hr, tf.float32))["lr"]
 
     def upscale(self, lr, training=False):
         """lr [N, h, w, 3] -> SR [N, h*s, w*s, 3] float, not clipped."""

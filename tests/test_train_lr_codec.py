@@ -1,0 +1,72 @@
+"""Training through the LR codec (car_tf.train.lr_codec and the Trainer's use of it)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from car_tf import models
+from car_tf.train import lr_codec
+from car_tf.train.trainer import Trainer
+from tests.train_fixtures import random_batches, tiny_config
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(lr_codec="webp"), "webp has no differentiable model"),
+    (dict(lr_codec="jpeg", lr_quality_range=[0, 50]), "1 <= LOW <= HIGH <= 100"),
+    (dict(lr_codec="jpeg", lr_quality_range=[90, 30]), "1 <= LOW <= HIGH <= 100"),
+    (dict(lr_codec="jpeg", lr_quality_range=["thirty", 50]), "two integers LOW,HIGH"),
+    (dict(lr_codec="jpeg", lr_quality_range=[30]), "two integers LOW,HIGH"),
+    (dict(rate_weight=0.1), "needs a lossy --lr_codec"),
+    (dict(lr_codec="jpeg", rate_weight=-1.0), "rate_weight must be >= 0"),
+    (dict(lr_codec="jpeg", codec_rounding_alpha=1.5), "codec_rounding_alpha"),
+])
+def test_bad_codec_settings_are_one_line_errors(tmp_path, settings, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_config(tmp_path, **settings)
+
+
+def test_flag_strings_become_a_quality_pair(tmp_path):
+    config = tiny_config(tmp_path, lr_codec="jpeg", lr_quality_range=["30", "95"])
+    assert config.lr_quality_range == [30, 95]
+
+
+def test_qualities_cover_the_range_and_follow_seed_and_step():
+    first = lr_codec.draw_qualities(4000, (30, 95), seed=0, step=tf.constant(5, tf.int64))
+    again = lr_codec.draw_qualities(4000, (30, 95), seed=0, step=tf.constant(5, tf.int64))
+    later = lr_codec.draw_qualities(4000, (30, 95), seed=0, step=tf.constant(6, tf.int64))
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, later)
+    assert set(np.unique(first.numpy())) == set(range(30, 96))
+
+
+@pytest.mark.parametrize("impl", ["custom", "composite"])
+def test_a_car_step_through_jpeg_trains_the_resampler_and_reports_the_rate(tmp_path, impl):
+    model = {**models.default_config(2, "bicubic", "tiny"), "resampler_impl": impl}
+    config = tiny_config(tmp_path, model=model, lr_codec="jpeg", lr_quality_range=[40, 60],
+                         rate_weight=0.05)
+    trainer = Trainer(config)
+    hr = next(iter(random_batches(2, 32)))
+    with tf.GradientTape() as tape:
+        losses = trainer.per_example_losses(hr)
+    gradients = tape.gradient(losses["total"], trainer.model.resampler.trainable_variables)
+    assert all(g is not None and np.all(np.isfinite(g.numpy())) for g in gradients)
+    assert any(np.abs(g.numpy()).max() > 0 for g in gradients)
+    # The rate is part of the total, with its weight.
+    assert np.all(losses["rate_bpp"].numpy() > 0)
+    expected = (losses["l1"] + config.offset_weight * losses["offset"]
+                + config.tv_weight * losses["tv"] + 0.05 * losses["rate_bpp"])
+    np.testing.assert_allclose(losses["total"].numpy(), expected.numpy(), rtol=1e-5)
+    # The upscaler saw the decoded JPEG, not the clean LR.
+    clean = trainer.model(hr)["sr"]
+    through = trainer.model.upscaler(
+        lr_codec.compress_lr(trainer.model.downscale(hr), config, tf.constant(0, tf.int64))[0])
+    assert not np.allclose(clean.numpy(), through.numpy(), atol=1e-3)
+    terms = trainer.train_step(next(trainer.distribute(random_batches(2, 32))))
+    assert "rate_bpp" in terms and np.isfinite(float(terms["total"]))
+
+
+def test_an_sr_baseline_step_through_jpeg(tmp_path):
+    config = tiny_config(tmp_path, mode="sr_baseline", lr_codec="jpeg")
+    trainer = Trainer(config)
+    terms = trainer.train_step(next(trainer.distribute(random_batches(2, 32))))
+    assert np.isfinite(float(terms["total"])) and float(terms["rate_bpp"]) > 0
