@@ -12,7 +12,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from car_tf import eval_lib, image_io, metrics, pretrained
+from car_tf import evaluation, image_io, metrics, pretrained
+from car_tf.protocol import bicubic_downscale_uint8, crop_to_multiple, sr_to_uint8
 from car_tf.models import BicubicUpscaler, kernel_size_for, size_multiple
 from car_tf.ops import adaptive_resample, unmoved_tap_positions
 from car_tf.sample_data import SAMPLE_DIR, sample_images
@@ -53,18 +54,18 @@ def fixed_kernel_demo(out_dir, scale=4):
     print("|---|---:|---:|")
     upscale = BicubicUpscaler(scale)
     for path in sample_images():
-        hr = eval_lib.crop_to_multiple(image_io.read_image(path).rgb, multiple)
+        hr = crop_to_multiple(image_io.read_image(path).rgb, multiple)
         height, width = hr.shape[0] // scale, hr.shape[1] // scale
         kernels = bicubic_like_kernels(scale, height, width)
         zeros = np.zeros_like(kernels)
         hr_float = tf.constant(hr[np.newaxis], tf.float32) / 255.0
         lr = adaptive_resample(hr_float, kernels, zeros, zeros, offset_unit=scale)
         lr_uint8 = np.asarray(tf.cast(tf.round(tf.clip_by_value(lr, 0, 1) * 255), tf.uint8))[0]
-        bicubic_lr = eval_lib.bicubic_downscale_uint8(hr, scale)
+        bicubic_lr = bicubic_downscale_uint8(hr, scale)
         scores = []
         for low in (bicubic_lr, lr_uint8):
             sr = upscale(tf.constant(low[np.newaxis], tf.float32) / 255.0)
-            sr = eval_lib.sr_to_uint8(sr, "standard")[0] / 255.0
+            sr = sr_to_uint8(sr, "standard")[0] / 255.0
             scores.append(metrics.psnr_y(sr, hr / 255.0, shave=scale))
         name = os.path.splitext(os.path.basename(path))[0]
         image_io.write_image(os.path.join(out_dir, f"{name}_x{scale}_fixed_kernel_lr.png"), lr_uint8)
@@ -85,11 +86,11 @@ def run_demo(out_dir, model_names=None, figures=5):
         baseline = None
         if model.upscaler_name == "edsr" and sr_baseline_name(name) in bundled:
             baseline = pretrained.load_model(sr_baseline_name(name))
-        report = eval_lib.evaluate_folder(
+        report = evaluation.evaluate_folder(
             model, SAMPLE_DIR, baseline=baseline, dataset="samples", figures_count=figures,
             figures_dir=out_dir, progress_stream=False,
         )
         print(f"## {name}\n")
-        print(eval_lib.markdown(report))
-        eval_lib.write_tables(report, os.path.join(out_dir, name))
+        print(evaluation.markdown(report))
+        evaluation.write_tables(report, os.path.join(out_dir, name))
     print(f"Tables and comparison pictures are in {out_dir}/")

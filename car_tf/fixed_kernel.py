@@ -17,7 +17,7 @@ adaptivity: docs/RESULTS.md ("Why signed kernels").
 import numpy as np
 import tensorflow as tf
 
-from car_tf.eval_lib import bicubic_downscale_uint8, crop_to_multiple, psnr_y_of_float_sr
+from car_tf.protocol import bicubic_downscale_uint8, crop_to_multiple, psnr_y_of_float_sr
 from car_tf.models.bicubic import BicubicUpscaler
 from car_tf.models.resampler_net import area_average_taps, kernel_size_for
 from car_tf.ops import adaptive_resample

@@ -19,7 +19,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from car_tf.eval_lib import crop_to_multiple, psnr_y_of_float_sr
+from car_tf.protocol import crop_to_multiple, psnr_y_of_float_sr
 from car_tf.models import BicubicUpscaler, size_multiple
 from car_tf.ops import adaptive_resample
 from car_tf.quantize import quantize_8bit, set_by_clip

@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from car_tf import metrics
+from car_tf.models import min_hr_size, size_multiple
 from car_tf.quantize import quantize_8bit
 
 
@@ -16,6 +17,22 @@ def crop_to_multiple(image, multiple):
     """The top-left [H - H % multiple, W - W % multiple] part of an [H, W, C] image."""
     height, width = image.shape[:2]
     return image[: height - height % multiple, : width - width % multiple]
+
+
+def smallest_hr_side(scale):
+    """The least side, after cropping, of an HR image that is validated or evaluated: what
+    the model takes, and room for the SSIM window once `scale` pixels are shaved."""
+    return max(min_hr_size(scale), metrics.SSIM_WINDOW + 2 * scale)
+
+
+def crop_for_scale(image, scale):
+    """An [H, W, C] HR image cropped to a multiple of size_multiple(scale), or None when the
+    crop is smaller than smallest_hr_side(scale): the one rule for validation and evaluation
+    images."""
+    cropped = crop_to_multiple(image, size_multiple(scale))
+    if min(cropped.shape[:2]) < smallest_hr_side(scale):
+        return None
+    return cropped
 
 
 def bicubic_downscale(hr, scale):

@@ -1,4 +1,4 @@
-"""car_tf.figures: picture sizes and contents, spectra, PNG bits per pixel."""
+"""car_tf.evaluation.figures: picture sizes and contents, spectra, PNG bits per pixel."""
 
 import io
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from car_tf import figures
+from car_tf.evaluation import figures
 
 
 def _image(height, width, seed=0):

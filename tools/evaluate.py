@@ -1,7 +1,7 @@
 """Scores a CAR model on folders of HR images: PSNR/SSIM tables, and optional pictures.
 
 The protocol (crop, downscalers, upscalers, metrics) is in docs/EVALUATION.md and
-car_tf/eval_lib.py. Prints one Markdown table per dataset; with --json, stdout is exactly
+car_tf/evaluation/. Prints one Markdown table per dataset; with --json, stdout is exactly
 one JSON object {"protocol": ..., "results": [{"dataset", "scale", "downscaler",
 "upscaler", "psnr_y", "ssim_y", "psnr_rgb", "images", "lr_bpp"}, ...]} and the progress
 bar, notes and logs go to stderr.
@@ -56,7 +56,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv
     # Imported after flag parsing so that --help is quick.
-    from car_tf import eval_lib, image_io, pretrained
+    from car_tf import evaluation, image_io, pretrained
 
     if FLAGS.figures and not FLAGS.out_dir:
         raise app.UsageError("--figures needs --out_dir to write the pictures to")
@@ -82,7 +82,7 @@ def main(argv):
                 f"{model.scale}; drop --scale or pass a model of that scale"
             )
         try:
-            report = eval_lib.evaluate(
+            report = evaluation.evaluate(
                 model,
                 FLAGS.data_dir,
                 protocol=FLAGS.protocol,
@@ -91,13 +91,13 @@ def main(argv):
                 spectra=FLAGS.spectra,
                 figures_dir=FLAGS.out_dir,
             )
-        except (eval_lib.NoImagesError, image_io.ImageWriteError) as error:
+        except (evaluation.NoImagesError, image_io.ImageWriteError) as error:
             raise SystemExit(f"evaluate: {error}") from None
         for note in report.notes:
             logging.warning("%s", note)
         if FLAGS.out_dir:
             try:
-                tables = eval_lib.write_tables(report, FLAGS.out_dir, FLAGS.per_image)
+                tables = evaluation.write_tables(report, FLAGS.out_dir, FLAGS.per_image)
             except OSError as error:
                 raise SystemExit(
                     f"evaluate: cannot write the tables to --out_dir: {error}"
@@ -107,7 +107,7 @@ def main(argv):
     if FLAGS.json:
         print(json.dumps(report.as_json(FLAGS.per_image), allow_nan=False))
     else:
-        print(eval_lib.markdown(report), end="")
+        print(evaluation.markdown(report), end="")
 
 
 if __name__ == "__main__":

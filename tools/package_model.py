@@ -3,7 +3,7 @@
   python tools/package_model.py --model_dir=runs/car-x4-bicubic --name=car-x4-bicubic \
       --data_dir=data/val/Set5 --data_dir=data/val/Set14
 
-The scores are computed with the standard protocol (car_tf.eval_lib) and stored in
+The scores are computed with the standard protocol (car_tf.evaluation) and stored in
 metrics.json beside the weights, together with this command's arguments.
 """
 
@@ -11,7 +11,7 @@ import sys
 
 from absl import app, flags
 
-from car_tf import eval_lib, pretrained
+from car_tf import evaluation, pretrained
 
 flags.DEFINE_string("model_dir", None, "Training model_dir (config.json + checkpoints).", required=True)
 flags.DEFINE_string("name", None, "Bundled model name, e.g. car-x4-bicubic.", required=True)
@@ -28,11 +28,11 @@ def main(argv):
         model = pretrained.load_model_checkpoint(FLAGS.model_dir, FLAGS.checkpoint)
         if pretrained.training_mode(FLAGS.model_dir) == "sr_baseline":
             # An SR baseline is scored as what it is: bicubic LR -> its EDSR.
-            report = eval_lib.evaluate(model, FLAGS.data_dir, baseline=model, car_rows=False,
+            report = evaluation.evaluate(model, FLAGS.data_dir, baseline=model, car_rows=False,
                                        progress_stream=False)
         else:
             baseline = pretrained.load_model(FLAGS.baseline_model) if FLAGS.baseline_model else None
-            report = eval_lib.evaluate(model, FLAGS.data_dir, baseline=baseline,
+            report = evaluation.evaluate(model, FLAGS.data_dir, baseline=baseline,
                                        progress_stream=False)
     except (ValueError, OSError) as error:
         sys.exit(f"package_model.py: error: {error}")
@@ -42,7 +42,7 @@ def main(argv):
         "note": FLAGS.note,
         "command": " ".join(sys.argv),
     }
-    print(eval_lib.markdown(report))
+    print(evaluation.markdown(report))
     print(pretrained.package_model(FLAGS.model_dir, FLAGS.name, metrics, checkpoint=FLAGS.checkpoint))
 
 

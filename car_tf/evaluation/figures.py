@@ -4,6 +4,7 @@
   CAR LR images of the same region enlarged by nearest neighbour, and every SR result of it,
   each labelled (SR panels with their whole-image PSNR on Y).
 - `spectra_figure`: log-magnitude FFT spectra of the HR and LR images (paper Fig. 6).
+- `save_figures`: both pictures of one evaluated image, written as PNG.
 - `png_bits_per_pixel`: lossless PNG size of an image, the analogue of paper table 5
   (which used JPEG-LS).
 
@@ -11,11 +12,13 @@ All images are uint8 RGB [H, W, 3] numpy arrays; the figures are returned as PIL
 """
 
 import io
+import os
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from car_tf import image_io
 from car_tf.metrics import Y_COEFFICIENTS
 
 # Target edge of a panel in display pixels; crops are enlarged by an integer factor towards it.
@@ -181,3 +184,37 @@ def spectra_figure(images, title=""):
         tile = np.asarray(spectrum.convert("RGB"))
         _place(canvas, draw, index, tile, label, f"{image.shape[1]}x{image.shape[0]}", size[0])
     return canvas
+
+
+def _write_png(path, pil_image):
+    image_io.write_image(path, np.asarray(pil_image.convert("RGB")))
+
+
+def save_figures(figures_dir, dataset, scale, name, hr, lrs, scores, panels, spectra):
+    """Writes figures_dir/<dataset>_x<scale>/<image>_comparison.png (and _spectra.png).
+
+    Args:
+      hr: uint8 [H, W, 3]; lrs: {"bicubic": LR, "car": LR}, uint8; scores: the image's
+      scores (their lr_bpp go into the title); panels: the SR Panels; spectra: also draw
+      the spectra.
+
+    Returns:
+      The paths written.
+    """
+    folder = os.path.join(figures_dir, f"{dataset}_x{scale}")
+    os.makedirs(folder, exist_ok=True)
+    stem = os.path.splitext(name)[0].replace(os.sep, "_")
+    bpp = {score.downscaler: score.lr_bpp for score in scores}
+    title = (
+        f"{dataset}/{name} x{scale}: LR PNG bpp bicubic {bpp['bicubic']:.2f}, "
+        f"CAR {bpp['car']:.2f}"
+    )
+    comparison = comparison_figure(hr, lrs["bicubic"], lrs["car"], panels, scale, title)
+    paths = [os.path.join(folder, f"{stem}_comparison.png")]
+    _write_png(paths[0], comparison)
+    if spectra:
+        images = [("HR", hr), ("bicubic LR", lrs["bicubic"]), ("CAR LR", lrs["car"])]
+        picture = spectra_figure(images, f"{dataset}/{name} x{scale}: log |FFT| of luma")
+        paths.append(os.path.join(folder, f"{stem}_spectra.png"))
+        _write_png(paths[1], picture)
+    return paths

@@ -1,6 +1,6 @@
 """Validation during training, and keeping the best-validated weights.
 
-Scores come from car_tf.eval_lib (the evaluation protocol: Y channel, SR rounded to
+Scores come from car_tf.evaluation (the evaluation protocol: Y channel, SR rounded to
 8 bits, shave = scale), so a run's curves and its final table agree.
 """
 
@@ -9,7 +9,7 @@ import logging
 import math
 import os
 
-from car_tf import eval_lib
+from car_tf import evaluation
 from car_tf.train.model_dir import BEST_DIR, BEST_JSON, BEST_WEIGHTS, write_json
 
 
@@ -23,7 +23,7 @@ def validate(model, config):
         ours, baseline = ("car", config.model["upscaler"]), None
     else:
         ours, baseline = ("bicubic", "edsr"), model
-    report = eval_lib.evaluate(model, config.val_dirs, baseline=baseline, progress_stream=False)
+    report = evaluation.evaluate(model, config.val_dirs, baseline=baseline, progress_stream=False)
     scores = {}
     for row in report.rows:
         entry = scores.setdefault(row.dataset, {})
