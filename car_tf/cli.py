@@ -22,6 +22,8 @@ import os
 import sys
 import time
 
+from car_tf.progress import Progress
+
 # The heavy modules (models, inference) are imported once a command runs.
 
 COMMANDS = ("downscale", "upscale", "roundtrip")
@@ -95,72 +97,6 @@ class Job:
 
     source: str
     relative: str  # output path relative to OUT_DIR (or its lr/, sr/ subfolders)
-
-
-class Progress:
-    """Progress over files (and over the tiles of big images) on stderr.
-
-    On a terminal: one bar redrawn in place. Otherwise (a log, a pipe): one
-    line per finished file, and no tile counts. Quiet: errors only.
-    """
-
-    def __init__(self, total, quiet=False, stream=None):
-        self.stream = stream or sys.stderr
-        self.total = total
-        self.quiet = quiet
-        self.tty = self.stream.isatty()
-        self.index = 0
-        self.name = ""
-        self._drawn = False
-
-    def _clear(self):
-        if self._drawn:
-            self.stream.write("\r\033[K")
-            self._drawn = False
-
-    def _draw(self, tiles=""):
-        if self.quiet or not self.tty:
-            return
-        width = 24
-        filled = width * self.index // max(self.total, 1)
-        bar = "#" * filled + "." * (width - filled)
-        line = f"[{bar}] {self.index}/{self.total} files{tiles}  {self.name}"
-        self.stream.write("\r\033[K" + line[:160])
-        self.stream.flush()
-        self._drawn = True
-
-    def start(self, index, name):
-        self.index, self.name = index, name
-        self._draw()
-
-    def tiles(self, done, total):
-        if total > 1:
-            self._draw(f"  tile {done}/{total}")
-
-    def finish(self, index, source, outputs, seconds):
-        self.index = index + 1
-        if self.quiet:
-            return
-        if self.tty:
-            self._draw()
-        else:
-            self.stream.write(f"[{index + 1}/{self.total}] {source} -> {', '.join(outputs)} "
-                              f"({seconds:.1f} s)\n")
-            self.stream.flush()
-
-    def note(self, text):
-        if not self.quiet:
-            self.error(text)
-
-    def error(self, text):
-        self._clear()
-        self.stream.write(text + "\n")
-        self.stream.flush()
-        self._draw()
-
-    def close(self):
-        self._clear()
-        self.stream.flush()
 
 
 def _output_extension(fmt):
@@ -316,7 +252,7 @@ class Batch:
             rgb_fn, alpha_fn = self.runner.downscale, self.runner.downscale_alpha
         else:
             rgb_fn, alpha_fn = self.runner.upscale, self.runner.upscale_alpha
-        rgb = rgb_fn(image.rgb, self.progress.tiles)
+        rgb = rgb_fn(image.rgb, self.progress.parts)
         return rgb, None if image.alpha is None else alpha_fn(image.alpha)
 
     def _convert(self, job, down):
@@ -357,21 +293,25 @@ class Batch:
         if self.args.command == "roundtrip":
             print("psnr_y\tssim_y\tfile", flush=True)
         for index, job in enumerate(self.jobs):
-            self.progress.start(index, job.source)
+            self.progress.start(job.source)
             started = time.perf_counter()
             try:
                 outputs = step(job)
             except (ImageReadError, ImageWriteError, FileError) as error:
                 self.failures += 1
                 self.progress.error(f"car: error: {error}")
+                self.progress.skip()
                 continue
             except tf.errors.ResourceExhaustedError:
                 self.failures += 1
                 self.progress.error(
                     f"car: error: {job.source}: out of memory; try a smaller --tile"
                 )
+                self.progress.skip()
                 continue
-            self.progress.finish(index, job.source, outputs, time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            self.progress.finish(f"[{index + 1}/{len(self.jobs)}] {job.source} -> "
+                                 f"{', '.join(outputs)} ({seconds:.1f} s)")
         if self.args.command == "roundtrip" and len(self.results) > 1:
             psnrs = [p for _, p, _ in self.results if p is not None]
             ssims = [s for _, _, s in self.results if s is not None]
@@ -401,7 +341,7 @@ def run(args):
     if args.bfloat16:
         inference.enable_bfloat16()
     model = _load_model(args)
-    progress = Progress(len(jobs), quiet=args.quiet)
+    progress = Progress(len(jobs), unit=" files", quiet=args.quiet)
     batch = Batch(args, model, inference.Runner(model, tile=args.tile), jobs, progress)
     try:
         batch.run()

@@ -113,6 +113,12 @@ class Progress:
             self.stream.write((line if line is not None else self._bar_line()) + "\n")
             self.stream.flush()
 
+    def skip(self):
+        """The current item ended without a result (its error has been shown): counted, no line."""
+        self._item_started = None
+        self.done += 1
+        self._draw()
+
     def note(self, text):
         """A remark for people (not shown when quiet)."""
         if not self.quiet:

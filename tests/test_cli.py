@@ -232,31 +232,6 @@ def test_progress_lines_and_quiet(model_dir, tmp_path, capsys):
     assert capsys.readouterr().err == ""
 
 
-class _Terminal(io.StringIO):
-    def isatty(self):
-        return True
-
-
-def test_progress_bar_on_a_terminal_shows_files_and_tiles():
-    stream = _Terminal()
-    progress = cli.Progress(2, stream=stream)
-    progress.start(0, "a.png")
-    progress.tiles(3, 8)
-    progress.error("car: error: b.png: broken")
-    progress.finish(0, "a.png", ["o/a.png"], 0.1)
-    progress.close()
-    text = stream.getvalue()
-    assert "0/2 files  tile 3/8  a.png" in text
-    assert "\ncar: error: b.png: broken\n" in text.replace("\r\033[K", "\n")
-    assert "1/2 files" in text
-    quiet = _Terminal()
-    silent = cli.Progress(2, quiet=True, stream=quiet)
-    silent.start(0, "a.png")
-    silent.tiles(1, 2)
-    silent.note("car: note: hidden")
-    assert quiet.getvalue() == ""
-
-
 def test_banded_scores_equal_whole_image_metrics():
     reference = photo(70, 40, 8)
     noise = np.random.default_rng(9).integers(-9, 10, reference.shape)

@@ -23,11 +23,12 @@ import json
 import logging
 import os
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 
 import numpy as np
 import tensorflow as tf
+
+from car_tf.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -128,40 +129,17 @@ def _fingerprint_hash(sources):
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-class _Progress:
-    """Logs a line every PROGRESS_INTERVAL_S while decoding, and a summary."""
-
-    def __init__(self, what):
-        self.what = what
-        self.start = self.last = time.monotonic()
-        self.count = 0
-        self.bytes = 0
-
-    def add(self, image):
-        self.count += 1
-        self.bytes += image.nbytes
-        now = time.monotonic()
-        if now - self.last >= PROGRESS_INTERVAL_S:
-            self.last = now
-            logger.info("%s: %d images decoded so far", self.what, self.count)
-
-    def done(self):
-        logger.info(
-            "%s: %d images, %.1f MB decoded in %.1f s",
-            self.what,
-            self.count,
-            self.bytes / 1e6,
-            time.monotonic() - self.start,
-        )
-
-
 def _all_images(sources, what):
-    progress = _Progress(what)
+    progress = Progress(label=what, unit=" images decoded", logger=logger,
+                        log_every_s=PROGRESS_INTERVAL_S)
+    decoded_bytes = 0
     for source in sources:
         for name, image in source.images():
-            progress.add(image)
+            decoded_bytes += image.nbytes
+            progress.finish()
             yield name, np.ascontiguousarray(image, np.uint8)
-    progress.done()
+    logger.info("%s: %d images, %.1f MB decoded in %.1f s", what, progress.done,
+                decoded_bytes / 1e6, progress.elapsed())
 
 
 def _write_images(sources, stream, what):

@@ -11,11 +11,11 @@ import os
 import shutil
 import signal
 import threading
-import time
 
 import tensorflow as tf
 
 from car_tf import data
+from car_tf.progress import Progress
 from car_tf.train import model_dir as model_dir_lib
 from car_tf.train import summaries
 from car_tf.train.strategy import cluster_worker_count, create_strategy, is_chief
@@ -145,13 +145,14 @@ def train(config, strategy=None, dataset=None):
         if dataset is None:
             dataset = default_dataset(config, step)
         batches = trainer.distribute(dataset)
-        step_rate = summaries.StepRate()
+        # Times the train steps only (not validation or saving); the first step traces.
+        step_timer = Progress(config.steps - step, quiet=True, untimed_first=True)
         with StopOnSignal(enabled=cluster_worker_count() == 1) as stop:
             while step < config.steps:
-                started = time.perf_counter()
+                step_timer.start()
                 losses = trainer.train_step(next(batches))
                 total = float(losses["total"])
-                step_rate.add(time.perf_counter() - started)
+                step_timer.finish()
                 step += 1
                 if not math.isfinite(total) or float(losses["nonfinite_gradients"]) > 0:
                     what = f"the loss is {total}" if not math.isfinite(total) else "a gradient is NaN/Inf"
@@ -165,7 +166,7 @@ def train(config, strategy=None, dataset=None):
                     values = {name: float(value) for name, value in losses.items()
                               if name != "nonfinite_gradients"}
                     summaries.log_train(train_writer, step, config, values,
-                                        trainer.learning_rate(), step_rate.rate())
+                                        trainer.learning_rate(), step_timer.rate())
                 if validating and (last or (config.val_every and step % config.val_every == 0)):
                     scores = validate_and_log()
                 if last or (config.checkpoint_every and step % config.checkpoint_every == 0):

@@ -16,30 +16,6 @@ from car_tf import image_io, models
 from car_tf.protocol import bicubic_downscale, crop_to_multiple
 
 
-class StepRate:
-    """Steps/sec over the time spent in train steps only (not validation or saving).
-
-    The first step of a run is left out: it traces and compiles the step function.
-    """
-
-    def __init__(self):
-        self.steps = 0
-        self.seconds = 0.0
-        self.first_done = False
-
-    def add(self, seconds):
-        if self.first_done:
-            self.steps += 1
-            self.seconds += seconds
-        self.first_done = True
-
-    def rate(self):
-        """Steps/sec since the last call (NaN before any timed step)."""
-        rate = self.steps / self.seconds if self.seconds > 0 else float("nan")
-        self.steps, self.seconds = 0, 0.0
-        return rate
-
-
 def format_duration(seconds):
     if not math.isfinite(seconds):
         return "?"
