@@ -12,6 +12,7 @@ from car_tf.models.car import (
 )
 from car_tf.models.downscaler import AdaptiveDownscale
 from car_tf.models.edsr import EDSR, EDSR_BASELINE, EDSR_PAPER
+from car_tf.models.fixed import FixedKernelModel, fixed_kernel_downscale
 from car_tf.models.layers import count_trainable_params
 from car_tf.models.resampler_net import (
     ResamplerNet,
@@ -29,6 +30,7 @@ __all__ = [
     "EDSR",
     "EDSR_BASELINE",
     "EDSR_PAPER",
+    "FixedKernelModel",
     "LATER_KEY_DEFAULTS",
     "ResamplerNet",
     "UPSCALERS",
@@ -37,6 +39,7 @@ __all__ = [
     "check_hr_shape",
     "count_trainable_params",
     "default_config",
+    "fixed_kernel_downscale",
     "kernel_size_for",
     "min_hr_size",
     "size_multiple",

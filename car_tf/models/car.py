@@ -41,6 +41,7 @@ import tensorflow as tf
 from car_tf.models.bicubic import BicubicUpscaler
 from car_tf.models.downscaler import AdaptiveDownscale
 from car_tf.models.edsr import EDSR, EDSR_BASELINE, EDSR_PAPER
+from car_tf.models.roundtrip import RoundTripMethods
 from car_tf.models.resampler_net import ResamplerNet, check_hr_shape, kernel_size_for
 from car_tf.ops import IMPLEMENTATIONS
 from car_tf.quantize import Quantize8Bit
@@ -127,24 +128,8 @@ def build_car_model(config):
     return CARModel(**config)
 
 
-def _check_rgb_batch(tensor, name):
-    shape = tuple(tensor.shape)
-    if len(shape) != 4 or (shape[3] is not None and shape[3] != 3):
-        raise ValueError(f"{name} must be a batch of RGB images [N, H, W, 3], got shape {shape}")
-
-
-def _to_uint8(images):
-    return tf.cast(tf.round(tf.clip_by_value(images, 0.0, 1.0) * 255.0), tf.uint8)
-
-
-def _from_uint8(images, name):
-    if images.dtype != tf.uint8:
-        raise ValueError(f"{name} must be uint8, got {images.dtype.name}")
-    return tf.cast(images, tf.float32) / 255.0
-
-
 @keras.saving.register_keras_serializable(package="car_tf")
-class CARModel(keras.Model):
+class CARModel(RoundTripMethods, keras.Model):
     """HR image -> learned 8-bit LR image -> SR image (Sun & Chen, TIP 2020).
 
     Images are float32 RGB in [0, 1], NHWC; the *_uint8 methods take and give
@@ -237,31 +222,6 @@ class CARModel(keras.Model):
             "offsets_x": offsets_x,
             "offsets_y": offsets_y,
         }
-
-    def call(self, hr, training=False):
-        """hr [N, H, W, 3] -> dict of "sr" [N, H, W, 3] (unclipped), "lr" and "lr_float"
-        [N, H/s, W/s, 3], "kernels", "offsets_x", "offsets_y" [N, H/s, W/s, k*k]."""
-        outputs = self.downscale_outputs(hr)
-        outputs["sr"] = self.upscaler(outputs["lr"])
-        return outputs
-
-    def downscale(self, hr, training=False):
-        """hr [N, H, W, 3] -> LR [N, H/s, W/s, 3] float on the 8-bit levels k/255."""
-        return self.downscale_outputs(tf.convert_to_tensor(hr, tf.float32))["lr"]
-
-    def upscale(self, lr, training=False):
-        """lr [N, h, w, 3] -> SR [N, h*s, w*s, 3] float, not clipped."""
-        lr = tf.convert_to_tensor(lr, tf.float32)
-        _check_rgb_batch(lr, "lr")
-        return self.upscaler(lr)
-
-    def downscale_uint8(self, hr_uint8):
-        """uint8 [N, H, W, 3] -> uint8 [N, H/s, W/s, 3]."""
-        return _to_uint8(self.downscale(_from_uint8(tf.convert_to_tensor(hr_uint8), "hr")))
-
-    def upscale_uint8(self, lr_uint8):
-        """uint8 [N, h, w, 3] -> uint8 [N, h*s, w*s, 3], clipped to [0, 255]."""
-        return _to_uint8(self.upscale(_from_uint8(tf.convert_to_tensor(lr_uint8), "lr")))
 
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable, **self._car_config}

@@ -1,0 +1,80 @@
+"""The fixed-kernel model (car_tf.models.fixed): one strided convolution equal to the op."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from car_tf import models
+from car_tf.ops import adaptive_resample
+from tests.synthetic_images import photo
+
+
+def _random_kernel(scale, seed):
+    taps = (3 * scale + 1) ** 2
+    kernel = np.random.default_rng(seed).normal(0, 0.05, taps).astype(np.float32)
+    return kernel + (1.0 - kernel.sum()) / taps
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+@pytest.mark.parametrize("impl", ["custom", "composite"])
+def test_the_convolution_equals_the_op_with_constant_kernels_and_zero_offsets(scale, impl):
+    hr = tf.random.stateless_uniform([2, 8 * scale, 12 * scale, 3], seed=[scale, 1])
+    kernel = _random_kernel(scale, scale)
+    ours = models.fixed_kernel_downscale(hr, kernel, scale)
+    lr_shape = [2, 8, 12, kernel.size]
+    kernels = tf.broadcast_to(kernel, lr_shape)
+    zeros = tf.zeros(lr_shape)
+    reference = adaptive_resample(hr, kernels, zeros, zeros, float(scale), impl=impl)
+    assert ours.shape == reference.shape
+    np.testing.assert_allclose(ours.numpy(), reference.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_uint8_downscale_is_within_one_level_of_the_op(scale):
+    model = models.FixedKernelModel(scale)
+    model.raw_kernel.assign(_random_kernel(scale, 7))
+    hr = photo(16 * scale, 16 * scale, seed=scale)[np.newaxis]
+    ours = model.downscale_uint8(hr).numpy().astype(int)
+    kernel = model.kernel()
+    shape = [1, 16, 16, kernel.shape[0]]
+    reference = adaptive_resample(tf.constant(hr, tf.float32) / 255.0,
+                                  tf.broadcast_to(kernel, shape), tf.zeros(shape),
+                                  tf.zeros(shape), float(scale))
+    expected = np.round(np.clip(reference.numpy(), 0, 1) * 255).astype(int)
+    assert np.abs(ours - expected).max() <= 1
+
+
+@pytest.mark.parametrize("parameterisation", ["signed", "positive"])
+def test_kernels_sum_to_one_and_start_as_the_area_average(parameterisation):
+    model = models.FixedKernelModel(4, parameterisation)
+    assert float(tf.reduce_sum(model.kernel())) == pytest.approx(1.0, abs=1e-5)
+    hr = tf.random.stateless_uniform([1, 32, 32, 3], seed=[0, 3])
+    box = tf.nn.avg_pool2d(hr, 4, 4, "VALID")
+    np.testing.assert_allclose(model.downscale_outputs(hr)["lr_float"].numpy(), box.numpy(),
+                               atol=1e-4)
+
+
+def test_roundtrip_trains_the_kernel_and_saves_as_keras(tmp_path):
+    model = models.FixedKernelModel(2)
+    hr = tf.random.stateless_uniform([1, 32, 32, 3], seed=[0, 5])
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.abs(model(hr)["sr"] - hr))
+    gradient = tape.gradient(loss, model.raw_kernel)
+    assert gradient is not None and np.abs(gradient.numpy()).max() > 0
+    model.raw_kernel.assign(_random_kernel(2, 3))
+    path = str(tmp_path / "fixed.keras")
+    model.save(path)
+    import keras
+
+    loaded = keras.models.load_model(path, safe_mode=True)
+    assert isinstance(loaded, models.FixedKernelModel) and loaded.scale == 2
+    np.testing.assert_array_equal(loaded.downscale_uint8(photo(32, 32)[None]).numpy(),
+                                  model.downscale_uint8(photo(32, 32)[None]).numpy())
+    assert loaded.upscale_uint8(np.zeros([1, 4, 4, 3], np.uint8)).shape == (1, 8, 8, 3)
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ValueError, match="parameterisation must be one of"):
+        models.FixedKernelModel(2, "clamp")
+    with pytest.raises(ValueError, match="hr"):
+        models.FixedKernelModel(4).downscale(tf.zeros([1, 30, 30, 3]))
