@@ -1,0 +1,29 @@
+"""car_tf.demo: each model's tables and pictures in a folder of its own."""
+
+import os
+
+import pytest
+
+from car_tf import demo
+
+
+@pytest.mark.slow
+def test_each_model_keeps_its_own_pictures(tmp_path, capsys):
+    folders = demo.run_demo(str(tmp_path), ["car-x4-bicubic", "car-x4-edsr-lite"], figures=1)
+    assert folders == [str(tmp_path / "car-x4-bicubic"), str(tmp_path / "car-x4-edsr-lite")]
+    pictures = {}
+    for folder in folders:
+        found = sorted(
+            os.path.relpath(os.path.join(root, name), folder)
+            for root, _, names in os.walk(folder) for name in names if name.endswith(".png")
+        )
+        assert found, folder
+        pictures[folder] = {
+            path: open(os.path.join(folder, path), "rb").read() for path in found
+        }
+        assert os.path.isfile(os.path.join(folder, "samples_x4.md"))
+    # Same sample, same picture name, different models: two different pictures.
+    first, second = pictures.values()
+    shared = set(first) & set(second)
+    assert shared and all(first[path] != second[path] for path in shared)
+    assert "## car-x4-edsr-lite" in capsys.readouterr().out
