@@ -79,11 +79,9 @@ def read_config(model_dir):
 
 def _build_from_config(config, resampler_impl):
     # Imported here so that `import car_tf.pretrained` stays cheap.
-    from car_tf.models import build_car_model
+    from car_tf.models import build_model
 
-    config = dict(config)
-    config["resampler_impl"] = resampler_impl
-    return build_car_model(config)
+    return build_model(config, resampler_impl)
 
 
 def _load_model_dir(model_dir, resampler_impl, checkpoint=None):

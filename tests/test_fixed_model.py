@@ -44,9 +44,9 @@ def test_uint8_downscale_is_within_one_level_of_the_op(scale):
     assert np.abs(ours - expected).max() <= 1
 
 
-@pytest.mark.parametrize("parameterisation", ["signed", "positive"])
-def test_kernels_sum_to_one_and_start_as_the_area_average(parameterisation):
-    model = models.FixedKernelModel(4, parameterisation)
+@pytest.mark.parametrize("normalization", ["signed", "softmax"])
+def test_kernels_sum_to_one_and_start_as_the_area_average(normalization):
+    model = models.FixedKernelModel(4, resampler_kernel_normalization=normalization)
     assert float(tf.reduce_sum(model.kernel())) == pytest.approx(1.0, abs=1e-5)
     hr = tf.random.stateless_uniform([1, 32, 32, 3], seed=[0, 3])
     box = tf.nn.avg_pool2d(hr, 4, 4, "VALID")
@@ -74,7 +74,24 @@ def test_roundtrip_trains_the_kernel_and_saves_as_keras(tmp_path):
 
 
 def test_bad_settings_are_refused():
-    with pytest.raises(ValueError, match="parameterisation must be one of"):
-        models.FixedKernelModel(2, "clamp")
+    with pytest.raises(ValueError, match="resampler_kernel_normalization must be one of"):
+        models.FixedKernelModel(2, resampler_kernel_normalization="clamp")
+    with pytest.raises(ValueError, match="bicubic upscaler only"):
+        models.FixedKernelModel(2, "edsr")
     with pytest.raises(ValueError, match="hr"):
         models.FixedKernelModel(4).downscale(tf.zeros([1, 30, 30, 3]))
+
+
+def test_build_model_builds_either_architecture_from_its_config():
+    fixed = models.build_model(models.fixed_config(4))
+    assert isinstance(fixed, models.FixedKernelModel) and fixed.config == models.fixed_config(4)
+    car = models.build_model(models.default_config(2, "bicubic", "tiny"))
+    assert isinstance(car, models.CARModel)
+    assert models.build_model(models.default_config(2, "bicubic", "tiny"),
+                              resampler_impl="composite").config["resampler_impl"] == "composite"
+    assert isinstance(models.build_model(models.fixed_config(2), resampler_impl="custom"),
+                      models.FixedKernelModel)
+    with pytest.raises(ValueError, match="architecture must be one of"):
+        models.build_model({"architecture": "unet", "scale": 2})
+    with pytest.raises(ValueError, match="unknown fixed-kernel config keys"):
+        models.build_model({**models.fixed_config(2), "edsr_blocks": 3})

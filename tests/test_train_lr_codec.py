@@ -70,3 +70,32 @@ def test_an_sr_baseline_step_through_jpeg(tmp_path):
     trainer = Trainer(config)
     terms = trainer.train_step(next(trainer.distribute(random_batches(2, 32))))
     assert np.isfinite(float(terms["total"])) and float(terms["rate_bpp"]) > 0
+
+
+def test_a_fixed_kernel_trains_through_jpeg_validates_and_resumes(tmp_path):
+    from PIL import Image
+
+    from car_tf import pretrained
+    from car_tf.train.loop import train
+    from tests.synthetic_images import photo
+
+    val_dir = tmp_path / "val"
+    val_dir.mkdir()
+    Image.fromarray(photo(64, 64)).save(val_dir / "a.png")
+    config = tiny_config(tmp_path, model=models.fixed_config(2), lr_codec="jpeg",
+                         rate_weight=0.02, steps=3, val_dirs=[str(val_dir)],
+                         learning_rate=1e-2)
+    result = train(config, dataset=random_batches(2, 32))
+    assert result["step"] == 3 and result["scores"]["val"]["psnr_y"] > 0
+    model = pretrained.load_model(config.model_dir)
+    assert isinstance(model, models.FixedKernelModel)
+    # It moved away from the area average it started from.
+    start = models.FixedKernelModel(2).kernel().numpy()
+    assert np.abs(model.kernel().numpy() - start).max() > 1e-4
+    # The same model_dir resumes (its config has no CAR-only keys to default).
+    resumed = train(tiny_config(tmp_path, model=models.fixed_config(2), lr_codec="jpeg",
+                                rate_weight=0.02, steps=4, learning_rate=1e-2),
+                    dataset=random_batches(2, 32))
+    assert resumed["step"] == 4
+    with pytest.raises(ValueError, match="fixed kernel trains in --mode=car"):
+        tiny_config(tmp_path, model=models.fixed_config(2), init_resampler_from="car-x2-bicubic")

@@ -12,7 +12,8 @@ from car_tf.models.car import (
 )
 from car_tf.models.downscaler import AdaptiveDownscale
 from car_tf.models.edsr import EDSR, EDSR_BASELINE, EDSR_PAPER
-from car_tf.models.fixed import FixedKernelModel, fixed_kernel_downscale
+from car_tf.models.build import ARCHITECTURES, architecture_of, build_model
+from car_tf.models.fixed import FixedKernelModel, fixed_config, fixed_kernel_downscale
 from car_tf.models.layers import count_trainable_params
 from car_tf.models.resampler_net import (
     ResamplerNet,
@@ -23,6 +24,7 @@ from car_tf.models.resampler_net import (
 )
 
 __all__ = [
+    "ARCHITECTURES",
     "AdaptiveDownscale",
     "BicubicUpscaler",
     "CARModel",
@@ -35,10 +37,13 @@ __all__ = [
     "ResamplerNet",
     "UPSCALERS",
     "VARIANTS",
+    "architecture_of",
     "build_car_model",
+    "build_model",
     "check_hr_shape",
     "count_trainable_params",
     "default_config",
+    "fixed_config",
     "fixed_kernel_downscale",
     "kernel_size_for",
     "min_hr_size",

@@ -23,9 +23,19 @@ from car_tf.models.resampler_net import area_average_taps, check_hr_shape, kerne
 from car_tf.models.roundtrip import RoundTripMethods
 from car_tf.quantize import Quantize8Bit
 
-PARAMETERISATIONS = ("signed", "positive")
+# "signed": any weights summing to 1; "softmax": positive weights summing to 1 (the
+# constraint of the authors' clamp and of ResamplerNet's softmax option).
+KERNEL_NORMALIZATIONS = ("signed", "softmax")
 # The quantiser's soft-round strength, as the CAR models'.
 DEFAULT_QUANTIZE_ALPHA = 0.5
+
+
+def fixed_config(scale, kernel_normalization="signed", quantize_alpha=DEFAULT_QUANTIZE_ALPHA):
+    """The config of a fixed-kernel model (car_tf.models.build_model's input): its keys
+    share the CAR config's names where they mean the same thing."""
+    return {"architecture": "fixed", "scale": int(scale), "upscaler": "bicubic",
+            "resampler_kernel_normalization": kernel_normalization,
+            "quantize_alpha": float(quantize_alpha)}
 
 
 def fixed_kernel_downscale(hr, kernel, scale):
@@ -46,25 +56,27 @@ class FixedKernelModel(RoundTripMethods, keras.Model):
     """HR -> one fixed kernel -> 8-bit LR -> bicubic SR; the methods of CARModel
     (call, downscale_outputs, downscale, upscale and their uint8 forms).
 
-    parameterisation: "signed" (any weights summing to 1) or "positive" (a softmax).
-    Both start from the area average of the LR pixel's own s x s block.
+    resampler_kernel_normalization: "signed" or "softmax" (KERNEL_NORMALIZATIONS); both
+    start from the area average of the LR pixel's own s x s block. upscaler: "bicubic",
+    the only one a fixed kernel is fitted for.
     """
 
-    def __init__(self, scale, parameterisation="signed", quantize_alpha=DEFAULT_QUANTIZE_ALPHA,
-                 **kwargs):
+    def __init__(self, scale, upscaler="bicubic", resampler_kernel_normalization="signed",
+                 quantize_alpha=DEFAULT_QUANTIZE_ALPHA, **kwargs):
         super().__init__(**kwargs)
-        if parameterisation not in PARAMETERISATIONS:
-            raise ValueError(f"parameterisation must be one of {PARAMETERISATIONS}, "
-                             f"got {parameterisation!r}")
+        if resampler_kernel_normalization not in KERNEL_NORMALIZATIONS:
+            raise ValueError(f"a fixed kernel's resampler_kernel_normalization must be one of "
+                             f"{KERNEL_NORMALIZATIONS}, got {resampler_kernel_normalization!r}")
+        if upscaler != "bicubic":
+            raise ValueError(f"a fixed-kernel model has the bicubic upscaler only, not {upscaler!r}")
         self.scale = int(scale)
         self.kernel_size = kernel_size_for(self.scale)
-        self.parameterisation = parameterisation
+        self.kernel_normalization = resampler_kernel_normalization
         self.upscaler_name = "bicubic"
-        self._fixed_config = {"model": "fixed", "scale": self.scale,
-                              "parameterisation": parameterisation,
-                              "quantize_alpha": float(quantize_alpha)}
+        self._fixed_config = fixed_config(self.scale, resampler_kernel_normalization,
+                                          quantize_alpha)
         area = area_average_taps(self.scale).numpy()
-        if parameterisation == "positive":
+        if resampler_kernel_normalization == "softmax":
             area = np.log(np.maximum(area, 1e-6))
         self.raw_kernel = self.add_weight(
             name="raw_kernel", shape=(self.kernel_size**2,),
@@ -72,6 +84,8 @@ class FixedKernelModel(RoundTripMethods, keras.Model):
         self.quantizer = Quantize8Bit(quantize_alpha, name="quantizer")
         self.upscaler = BicubicUpscaler(self.scale, name="upscaler")
         self.upscaler.build((None, None, None, 3))
+        # The kernel is its only weight and exists already: nothing waits for a first call.
+        self.built = True
 
     @property
     def config(self):
@@ -79,7 +93,7 @@ class FixedKernelModel(RoundTripMethods, keras.Model):
 
     def kernel(self):
         """[k*k] float32 weights summing to 1."""
-        if self.parameterisation == "positive":
+        if self.kernel_normalization == "softmax":
             return tf.nn.softmax(self.raw_kernel)
         taps = float(self.kernel_size**2)
         return self.raw_kernel + (1.0 - tf.reduce_sum(self.raw_kernel)) / taps
@@ -91,7 +105,7 @@ class FixedKernelModel(RoundTripMethods, keras.Model):
         return {"lr": self.quantizer(lr_float), "lr_float": lr_float}
 
     def get_config(self):
-        config = {key: value for key, value in self._fixed_config.items() if key != "model"}
+        config = {key: value for key, value in self._fixed_config.items() if key != "architecture"}
         return {"name": self.name, "trainable": self.trainable, **config}
 
     @classmethod

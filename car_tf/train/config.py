@@ -12,7 +12,7 @@ Modes:
 
 import dataclasses
 
-from car_tf import data
+from car_tf import data, models
 from car_tf.train.lr_codec import check_training_codec
 
 MODES = ("car", "sr_baseline")
@@ -77,6 +77,10 @@ class TrainConfig:
             self.lr_codec, self.lr_quality_range, self.rate_weight, self.codec_rounding_alpha))
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if models.architecture_of(self.model) == "fixed" and (
+                self.mode != "car" or self.init_resampler_from or self.init_upscaler_from):
+            raise ValueError("a fixed kernel trains in --mode=car from the area average; "
+                             "drop --init_*_from")
         if self.mode == "sr_baseline" and self.model.get("upscaler") != "edsr":
             raise ValueError("mode sr_baseline trains the upscaler and needs --upscaler=edsr")
         data.check_crop_size(self.crop_size, self.scale)

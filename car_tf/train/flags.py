@@ -17,6 +17,11 @@ flags.DEFINE_enum("mode", "car", MODES,
                   "(needs --upscaler=edsr) on bicubic-downscaled 8-bit LR.")
 
 # The model.
+flags.DEFINE_enum("architecture", "car", models.ARCHITECTURES,
+                  "car: ResamplerNet + adaptive resampler + upscaler. fixed: one k x k kernel "
+                  "(car_tf.models.FixedKernelModel) with the bicubic upscaler; of the model "
+                  "flags below it takes --resampler_kernel_normalization (signed or softmax) "
+                  "and --quantize_alpha.")
 flags.DEFINE_integer("scale", 4, "Downscaling / upscaling factor (2 or 4).")
 flags.DEFINE_enum("upscaler", "bicubic", models.UPSCALERS, "The SR module CAR trains with.")
 flags.DEFINE_enum("variant", "paper", models.VARIANTS,
@@ -96,7 +101,16 @@ FLAGS = flags.FLAGS
 
 
 def model_config_from_flags(flag_values=FLAGS):
-    """default_config of --scale/--upscaler/--variant with the set model flags applied."""
+    """default_config of --scale/--upscaler/--variant with the set model flags applied
+    (fixed_config for --architecture=fixed)."""
+    if flag_values.architecture == "fixed":
+        if flag_values.upscaler != "bicubic":
+            raise ValueError("--architecture=fixed has the bicubic upscaler only; drop --upscaler")
+        config = models.fixed_config(flag_values.scale)
+        for key in ("resampler_kernel_normalization", "quantize_alpha"):
+            if flag_values[key].value is not None:
+                config[key] = flag_values[key].value
+        return config
     config = models.default_config(flag_values.scale, flag_values.upscaler, flag_values.variant)
     for key in models.CONFIG_KEYS:
         if key in ("scale", "upscaler"):

@@ -54,7 +54,9 @@ def prepare_model_dir(config):
     config_path = os.path.join(config.model_dir, CONFIG_FILE)
     if os.path.isfile(config_path):
         with open(config_path) as handle:
-            existing = {**models.LATER_KEY_DEFAULTS, **json.load(handle)}
+            existing = json.load(handle)
+        if models.architecture_of(existing) == "car":
+            existing = {**models.LATER_KEY_DEFAULTS, **existing}
         differing = sorted(
             key
             for key in set(existing) | set(config.model)

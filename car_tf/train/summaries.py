@@ -83,7 +83,8 @@ def summary_images(model, config):
             outputs = model(hr, training=False)
             lr, sr = outputs["lr"], outputs["sr"]
             for key in offsets:
-                offsets[key].append(np.asarray(outputs[key]).ravel())
+                if key in outputs:  # a fixed kernel has no offsets
+                    offsets[key].append(np.asarray(outputs[key]).ravel())
         else:
             lr = bicubic_downscale(hr, config.scale)
             sr = model.upscale(lr, training=False)

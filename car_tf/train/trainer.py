@@ -62,7 +62,7 @@ class Trainer:
         keras.utils.set_random_seed(config.seed)
         with self.strategy.scope():
             # CARModel creates all its weights on construction.
-            self.model = models.build_car_model(config.model)
+            self.model = models.build_model(config.model)
             if config.mode == "car":
                 self.variables = self.model.trainable_variables
             else:
@@ -95,10 +95,14 @@ class Trainer:
             outputs = self.model.downscale_outputs(hr)
             lr, rate = self._through_codec(outputs["lr"])
             outputs["sr"] = self.model.upscaler(lr, training=True)
-            losses = car_losses_lib.car_losses(
-                hr, outputs, offset_weight=config.offset_weight, tv_weight=config.tv_weight,
-                scale=config.scale,
-            )
+            if "kernels" in outputs:
+                losses = car_losses_lib.car_losses(
+                    hr, outputs, offset_weight=config.offset_weight, tv_weight=config.tv_weight,
+                    scale=config.scale,
+                )
+            else:  # a fixed kernel: no offsets to regularise
+                l1 = car_losses_lib.l1_loss(hr, outputs["sr"])
+                losses = {"total": l1, "l1": l1}
         else:
             lr, rate = self._through_codec(bicubic_downscale(hr, config.scale))
             sr = self.model.upscale(lr, training=True)
