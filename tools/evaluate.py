@@ -6,9 +6,17 @@ one JSON object {"protocol": ..., "results": [{"dataset", "scale", "downscaler",
 "upscaler", "psnr_y", "ssim_y", "psnr_rgb", "images", "lr_bpp"}, ...]} and the progress
 bar, notes and logs go to stderr.
 
+With a lossy --lr_codec, every LR image is stored with that codec at each --lr_quality
+before upscaling (car_tf.evaluation.rate_distortion): tables per quality of PSNR-Y,
+SSIM-Y and bits per HR pixel, Bjontegaard deltas, RD plots (with --out_dir); --json then
+prints {"codec", "qualities", "points": [...], "bd": [...], "notes"}.
+
 Usage:
   python tools/evaluate.py --model=car-x4-bicubic --data_dir=Set5 --data_dir=Set14 --scale=4 \
       --out_dir=eval_out --figures=2 --spectra
+  python tools/evaluate.py --model=car-x4-bicubic-jpeg --data_dir=Set5 --lr_codec=jpeg \
+      --lr_quality=30 --lr_quality=50 --lr_quality=70 --lr_quality=90 \
+      --compare_model=car-x4-bicubic --compare_model=fixed=car-x4-bicubic-jpeg-fixed
 """
 
 import contextlib
@@ -48,6 +56,17 @@ flags.DEFINE_enum(
     ["auto", "custom", "composite"],
     "Adaptive resampler implementation of the CAR model.",
 )
+flags.DEFINE_string(
+    "lr_codec", "png",
+    "How each LR image is stored before upscaling: png (lossless, the standard tables), "
+    "jpeg (Pillow, 4:2:0, standard tables) or webp (lossy); jpeg and webp need --lr_quality.",
+)
+flags.DEFINE_multi_integer("lr_quality", [], "Codec quality 1..100; repeat for an RD curve.")
+flags.DEFINE_multi_string(
+    "compare_model", [],
+    "With a lossy --lr_codec: another downscaler to compare, MODEL or NAME=MODEL (same forms "
+    "as --model; default name: the model's); repeatable.",
+)
 flags.mark_flags_as_required(["model", "data_dir"])
 
 FLAGS = flags.FLAGS
@@ -56,8 +75,17 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv
     # Imported after flag parsing so that --help is quick.
-    from car_tf import evaluation, image_io, pretrained
+    from car_tf import codecs, evaluation, image_io, pretrained
 
+    try:
+        codecs.check_codec(FLAGS.lr_codec, FLAGS.lr_quality)
+    except codecs.CodecError as error:
+        raise SystemExit(f"evaluate: {error}") from None
+    if FLAGS.compare_model and FLAGS.lr_codec == "png":
+        raise app.UsageError("--compare_model needs a lossy --lr_codec (jpeg or webp)")
+    if FLAGS.lr_codec != "png":
+        _evaluate_under_codec()
+        return
     if FLAGS.figures and not FLAGS.out_dir:
         raise app.UsageError("--figures needs --out_dir to write the pictures to")
     if FLAGS.spectra and not FLAGS.figures:
@@ -108,6 +136,56 @@ def main(argv):
         print(json.dumps(report.as_json(FLAGS.per_image), allow_nan=False))
     else:
         print(evaluation.markdown(report), end="")
+
+
+def _compared_models():
+    """[(name, model)] from --compare_model."""
+    from car_tf import pretrained
+
+    compared = []
+    for value in FLAGS.compare_model:
+        name, _, source = value.rpartition("=")
+        name = name or source.rstrip("/").split("/")[-1]
+        compared.append((name, pretrained.load_model(source, FLAGS.resampler_impl)))
+    return compared
+
+
+def _evaluate_under_codec():
+    """The --lr_codec=jpeg|webp evaluation: RD tables, BD deltas and plots."""
+    from car_tf import evaluation, image_io, pretrained
+    from car_tf.evaluation import rate_distortion
+
+    for unused in ("figures", "spectra", "per_image", "baseline_model"):
+        if FLAGS[unused].present:
+            raise app.UsageError(f"--{unused} is for the lossless tables; drop it with "
+                                 f"--lr_codec={FLAGS.lr_codec}")
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            model = pretrained.load_model(FLAGS.model, FLAGS.resampler_impl)
+            compared = _compared_models()
+        except (ValueError, OSError) as error:
+            raise SystemExit(f"evaluate: cannot load a model: {error}") from None
+        if FLAGS.scale is not None and FLAGS.scale != model.scale:
+            raise SystemExit(f"evaluate: --scale={FLAGS.scale} but model {FLAGS.model} is for "
+                             f"scale {model.scale}; drop --scale or pass a model of that scale")
+        try:
+            report = rate_distortion.evaluate(model, FLAGS.data_dir, FLAGS.lr_codec,
+                                              FLAGS.lr_quality, compared)
+        except (evaluation.NoImagesError, ValueError) as error:
+            raise SystemExit(f"evaluate: {error}") from None
+        for note in report.notes:
+            logging.warning("%s", note)
+        if FLAGS.out_dir:
+            try:
+                paths = rate_distortion.write(report, FLAGS.out_dir)
+            except (OSError, image_io.ImageWriteError) as error:
+                raise SystemExit(f"evaluate: cannot write to --out_dir: {error}") from None
+            for path in paths:
+                logging.info("wrote %s", path)
+    if FLAGS.json:
+        print(json.dumps(report.as_json(), allow_nan=False))
+    else:
+        print(rate_distortion.markdown(report), end="")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
   report.py   the scores and the report they make
   tables.py   Markdown, CSV and JSON tables of a report
   figures.py  comparison pictures, LR spectra, PNG bits per pixel
+  rate_distortion.py  the LR through real codecs (JPEG, WebP): RD points, BD deltas, RD plots
 
 The protocol's helpers (crop, the reference bicubic downscale, SR to 8 bits) are
 car_tf.protocol's.

@@ -136,7 +136,7 @@ def evaluate_folder(
     for path in images:
         name = os.path.relpath(path, data_dir)
         progress.start(name)
-        hr = _read_hr(path, scale, notes)
+        hr = read_hr(path, scale, notes)
         if hr is not None:
             lrs = {"bicubic": bicubic_downscale_uint8(hr, scale)}
             if car_rows:
@@ -158,7 +158,7 @@ def evaluate_folder(
     return Report(protocol, _aggregate(scores, rows), scores, notes, figure_paths)
 
 
-def _read_hr(path, scale, notes):
+def read_hr(path, scale, notes):
     """The HR image cropped to a multiple of size_multiple(scale), or None (with a note) when
     it can't be read or is too small for the model and the SSIM window."""
     try:

@@ -1,4 +1,4 @@
-"""Rate-distortion evaluation through real codecs (car_tf.rate_distortion)."""
+"""Rate-distortion evaluation through real codecs (car_tf.evaluation.rate_distortion)."""
 
 import json
 
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from car_tf import codecs, metrics, models, rate_distortion
+from car_tf import codecs, metrics, models
+from car_tf.evaluation import rate_distortion
 from car_tf.protocol import bicubic_downscale_uint8
 from tests.synthetic_images import photo
 
@@ -98,3 +99,48 @@ def test_webp_and_an_extra_downscaler(model, folder):
 def test_bad_codec_settings_fail_before_any_work(model, codec, qualities, message):
     with pytest.raises(codecs.CodecError, match=message):
         rate_distortion.evaluate(model, ["/nonexistent"], codec, qualities)
+
+
+def _run_tool(*flags):
+    import os
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run([sys.executable, os.path.join(repo, "tools", "evaluate.py"), *flags],
+                          capture_output=True, text=True, env=env, timeout=300, check=False)
+
+
+@pytest.mark.slow
+def test_tool_writes_rd_tables_json_and_plots(model, folder, tmp_path):
+    model_path = tmp_path / "car.keras"
+    model.save(str(model_path))
+    fixed_path = tmp_path / "fixed.keras"
+    models.FixedKernelModel(2).save(str(fixed_path))
+    out = tmp_path / "out"
+    result = _run_tool(f"--model={model_path}", f"--data_dir={folder}", "--lr_codec=jpeg",
+                       *[f"--lr_quality={q}" for q in QUALITIES], f"--compare_model=box={fixed_path}",
+                       f"--compare_model={model_path}", "--json", f"--out_dir={out}")
+    assert result.returncode == 0, result.stderr
+    output = json.loads(result.stdout)
+    assert output["codec"] == "jpeg" and output["qualities"] == QUALITIES
+    assert {p["downscaler"] for p in output["points"]} == {"bicubic", "lanczos", "car", "box",
+                                                          "car.keras"}
+    assert any(d["downscaler"] == "box" and d["reference"] == "bicubic" for d in output["bd"])
+    assert (out / "Tiny_x2_jpeg_bicubic.png").exists() and (out / "Tiny_x2_jpeg.md").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flags, message", [
+    (["--lr_codec=jpeg", "--lr_quality=0"], "jpeg quality must be an integer in 1..100, got 0"),
+    (["--lr_codec=jpeg", "--lr_quality=101"], "got 101"),
+    (["--lr_codec=gif", "--lr_quality=50"], "unknown codec 'gif'"),
+    (["--lr_codec=webp"], "webp needs at least one quality"),
+])
+def test_tool_refuses_bad_codec_flags_in_one_line_before_loading(flags, message):
+    result = _run_tool("--model=no-such-model", "--data_dir=/nonexistent", *flags)
+    assert result.returncode != 0 and result.stdout == ""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("evaluate: ") and message in lines[-1]
+    assert "Traceback" not in result.stderr and "no-such-model" not in result.stderr

@@ -27,8 +27,9 @@ import tensorflow as tf
 from PIL import Image, ImageDraw, ImageFont
 
 from car_tf import bjontegaard, codecs, image_io, metrics
-from car_tf.models import BicubicUpscaler, min_hr_size, size_multiple
-from car_tf.protocol import bicubic_downscale_uint8, crop_to_multiple, sr_to_uint8
+from car_tf.evaluation.scoring import NoImagesError, read_hr
+from car_tf.models import BicubicUpscaler
+from car_tf.protocol import bicubic_downscale_uint8, sr_to_uint8
 
 REFERENCE = "bicubic"
 
@@ -116,21 +117,6 @@ def downscalers(model, extra=()):
     return rows
 
 
-def _read_hr(path, scale, notes):
-    try:
-        decoded = image_io.read_image(path)
-    except image_io.ImageReadError as error:
-        notes.append(f"skipped {error}")
-        return None
-    hr = crop_to_multiple(decoded.rgb, size_multiple(scale))
-    smallest = max(min_hr_size(scale), metrics.SSIM_WINDOW + 2 * scale)
-    if min(hr.shape[:2]) < smallest:
-        notes.append(f"skipped {path}: too small for scale {scale} (needs {smallest} pixels "
-                     "a side after cropping)")
-        return None
-    return hr
-
-
 def evaluate_folder(model, data_dir, codec, qualities, extra=(), dataset=None, progress=None):
     """Rate-distortion points of one folder; see the module docstring.
 
@@ -149,6 +135,8 @@ def evaluate_folder(model, data_dir, codec, qualities, extra=(), dataset=None, p
     codecs.check_codec(codec, qualities)
     if codec == "png":
         raise codecs.CodecError("rate-distortion evaluation needs a lossy codec (jpeg or webp)")
+    if not os.path.isdir(data_dir):
+        raise NoImagesError(f"data folder {data_dir} does not exist; pass a folder of HR images")
     scale = model.scale
     dataset = dataset or os.path.basename(os.path.normpath(data_dir))
     bicubic = BicubicUpscaler(scale)
@@ -158,7 +146,7 @@ def evaluate_folder(model, data_dir, codec, qualities, extra=(), dataset=None, p
     for path in paths:
         if progress:
             progress(os.path.relpath(path, data_dir))
-        hr = _read_hr(path, scale, notes)
+        hr = read_hr(path, scale, notes)
         if hr is None:
             continue
         hr01 = hr.astype(np.float64) / 255.0
@@ -178,8 +166,8 @@ def evaluate_folder(model, data_dir, codec, qualities, extra=(), dataset=None, p
                         8.0 * size / (hr.shape[0] * hr.shape[1]),
                     ))
     if not samples:
-        raise ValueError(f"data folder {data_dir} holds no image that can be evaluated at "
-                         f"scale {scale}")
+        raise NoImagesError(f"data folder {data_dir} holds no image that can be evaluated at "
+                            f"scale {scale}; pass a folder of PNG/JPEG/WebP/TIFF/BMP HR images")
     points = []
     for (name, up_name, quality), values in samples.items():
         psnr, ssim, bpp = np.mean(np.array(values), axis=0)
