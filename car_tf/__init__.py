@@ -11,7 +11,7 @@ _load_op_library()
 
 
 def load_saved_model(path):
-    """Loads a car_tf SavedModel export; see car_tf.export_lib.load_saved_model."""
-    from car_tf.export_lib import load_saved_model as load
+    """Loads a car_tf SavedModel export; see car_tf.export.savedmodel.load_saved_model."""
+    from car_tf.export.savedmodel import load_saved_model as load
 
     return load(path)

@@ -15,8 +15,8 @@ model's receptive field on every side where the image continues. Each output
 pixel then sees exactly the inputs it sees in the untiled run (at the image
 border the tile's edge *is* the image edge, so the padding the layers apply is
 the same), and the tiled result equals the untiled one up to float rounding
-(at most one 8-bit level). The receptive fields are derived from the layers
-themselves (`network_reach`), not hard-coded.
+(at most one 8-bit level). Each network states its own receptive field
+(CARModel.downscale_reach / upscale_reach, see car_tf.models.receptive_field).
 
 Memory: each tile is read from the source array through reflected indices (no
 padded copy of the image is made), converted to float and run; its core is
@@ -26,138 +26,14 @@ which scale with the tile size.
 """
 
 import dataclasses
-import math
 from fractions import Fraction
 
-import keras
 import numpy as np
 import tensorflow as tf
 
-from car_tf.models import BicubicUpscaler, EDSR, size_multiple
-from car_tf.models.layers import (
-    DepthToSpace,
-    MeanShift,
-    ResidualBlock,
-    SpaceToDepth,
-)
-
-# Keys' cubic (a = -0.5) reaches two samples either side of a sample position.
-CUBIC_REACH = 2
-
-
-def _round_up(value, multiple):
-    return -(-int(value) // multiple) * multiple
-
-
-def _backward_interval(layers, start, end):
-    """The input interval [start, end) that layers (applied in order) need for output [start, end).
-
-    Works along one axis, in the units of each layer's own grid: a conv of
-    kernel size k widens the interval by k // 2 either side; space-to-depth by
-    b makes one output pixel out of b input pixels; depth-to-space by b makes
-    b output pixels out of one input pixel.
-    """
-    for layer in reversed(layers):
-        if isinstance(layer, ResidualBlock):
-            # x + conv2(act(conv1(x))): the skip adds no reach.
-            start, end = _backward_interval([layer.conv1, layer.conv2], start, end)
-        elif isinstance(layer, keras.layers.Conv2D):
-            if tuple(layer.strides) != (1, 1) or tuple(layer.dilation_rate) != (1, 1):
-                raise ValueError(f"receptive field: layer {layer.name} is strided or dilated")
-            radius = max(layer.kernel_size) // 2
-            start, end = start - radius, end + radius
-        elif isinstance(layer, SpaceToDepth):
-            start, end = start * layer.block_size, end * layer.block_size
-        elif isinstance(layer, DepthToSpace):
-            block = layer.block_size
-            start, end = math.floor(start / block), math.ceil(end / block)
-        elif isinstance(layer, BicubicUpscaler):
-            # Output pixel x samples input position (x + 0.5) / s - 0.5 with
-            # taps floor(.) - 1 .. floor(.) + 2.
-            scale = layer.scale
-            start = math.floor((start + 0.5) / scale - 0.5) - (CUBIC_REACH - 1)
-            end = math.floor((end - 0.5) / scale - 0.5) + CUBIC_REACH + 1
-        elif isinstance(layer, MeanShift):
-            continue
-        else:
-            raise ValueError(
-                f"receptive field: don't know how far layer {layer.name} "
-                f"({type(layer).__name__}) reaches"
-            )
-    return start, end
-
-
-def network_reach(layers, input_stride, output_stride):
-    """Input pixels each side that an output window of `layers` depends on.
-
-    Args:
-      layers: the layers in the order they run, a chain (skips add no reach).
-      input_stride, output_stride: pixels of a common fine grid per input and
-        per output pixel, e.g. (1, scale) for a downscaler, (scale, 1) for an
-        upscaler. Output windows must start and end on multiples of the
-        coarsest grid the chain passes through (tiles aligned to
-        size_multiple do).
-
-    Returns:
-      int: how many input pixels beyond the output window's footprint,
-      on the worse of the two sides, the result can depend on.
-    """
-    # An aligned output window [0, n): n output pixels covering a whole number
-    # of the coarsest blocks. 64 * stride covers every block size used here.
-    period = 64 * max(input_stride, output_stride)
-    n = period // output_stride
-    start, end = _backward_interval(layers, 0, n)
-    footprint = n * output_stride // input_stride
-    return max(0, -start, end - footprint)
-
-
-def resampler_net_reach(resampler):
-    """HR pixels of context each side that ResamplerNet's kernels and offsets depend on.
-
-    The worst of the kernel branch and the offset branches, counted through
-    the stem, the space-to-depth levels, the residual blocks, the trunks and
-    their depth-to-space, and the heads.
-    """
-    stem = [resampler.sub_mean, *resampler.encoder, *resampler.res_blocks, *resampler.bottleneck]
-    branches = (
-        [*resampler.kernel_trunk, *resampler.kernel_head],
-        [*resampler.offset_trunk, *resampler.offset_x_head],
-        [*resampler.offset_trunk, *resampler.offset_y_head],
-    )
-    return max(network_reach(stem + branch, 1, resampler.scale) for branch in branches)
-
-
-def resampler_tap_reach(scale, kernel_size, offset_unit=None):
-    """HR pixels beyond an LR pixel's footprint that the adaptive resampler reads.
-
-    Kernel radius k // 2, plus the largest offset (|offset| < 1, times
-    offset_unit = scale HR pixels), plus one for the bilinear neighbour.
-    """
-    offset_unit = scale if offset_unit is None else offset_unit
-    return kernel_size // 2 + math.ceil(offset_unit) + 1
-
-
-def downscale_reach(model):
-    """HR pixels of context each side that one LR pixel of model.downscale depends on.
-
-    The LR pixel is the kernel-weighted sum of HR samples within the tap reach,
-    with kernels and offsets computed by ResamplerNet at that same LR pixel:
-    the two dependencies overlap, so the reach is the larger of the two, not
-    their sum. The quantiser is per pixel.
-    """
-    return max(resampler_net_reach(model.resampler),
-               resampler_tap_reach(model.scale, model.kernel_size))
-
-
-def upscale_reach(model):
-    """LR pixels of context each side that the upscaler's output depends on (EDSR or bicubic)."""
-    upscaler = model.upscaler
-    if isinstance(upscaler, EDSR):
-        layers = [upscaler.sub_mean, upscaler.head, *upscaler.body, *upscaler.tail,
-                  upscaler.add_mean]
-    else:
-        layers = [upscaler]
-    return network_reach(layers, model.scale, 1)
+from car_tf.models import size_multiple
+from car_tf.models.bicubic import CUBIC_REACH
+from car_tf.padding import lr_size, padded_size, reflect_indices, round_up
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,28 +66,14 @@ def plan_tiles(height, width, tile, halo, align=1):
     Returns:
       A list of Tile, row-major.
     """
-    halo = _round_up(halo, align)
-    tile_h = _round_up(tile, align) if tile else height
-    tile_w = _round_up(tile, align) if tile else width
+    halo = round_up(halo, align)
+    tile_h = round_up(tile, align) if tile else height
+    tile_w = round_up(tile, align) if tile else width
     return [
         Tile((cy0, cy1, cx0, cx1), (wy0, wy1, wx0, wx1))
         for cy0, cy1, wy0, wy1 in _spans(height, max(tile_h, align), halo)
         for cx0, cx1, wx0, wx1 in _spans(width, max(tile_w, align), halo)
     ]
-
-
-def reflect_indices(start, end, size):
-    """Indices into an axis of `size` samples for positions [start, end), np.pad "reflect" style.
-
-    Positions past the end mirror about the last sample (size, size + 1, ...
-    read size - 2, size - 3, ...), repeatedly for pads longer than the axis.
-    """
-    positions = np.arange(start, end)
-    if size == 1:
-        return np.zeros_like(positions)
-    period = 2 * (size - 1)
-    positions = np.mod(positions, period)
-    return np.where(positions < size, positions, period - positions)
 
 
 def run_tiled(source, fn, out_shape, factor, tiles, progress=None):
@@ -243,8 +105,8 @@ def run_tiled(source, fn, out_shape, factor, tiles, progress=None):
     for index, tile in enumerate(tiles):
         wy0, wy1, wx0, wx1 = tile.window
         cy0, cy1, cx0, cx1 = tile.core
-        rows = reflect_indices(wy0, wy1, height)
-        cols = reflect_indices(wx0, wx1, width)
+        rows = reflect_indices(wy0, wy1, height).numpy()
+        cols = reflect_indices(wx0, wx1, width).numpy()
         window = source[rows[:, None], cols[None, :]]
         result = fn(window)
         # The core's place in the output, clipped to the unpadded output size.
@@ -256,17 +118,6 @@ def run_tiled(source, fn, out_shape, factor, tiles, progress=None):
         if progress is not None:
             progress(index + 1, len(tiles))
     return output
-
-
-def padded_size(size, scale):
-    """A side reflection-padded to a multiple of size_multiple(scale), at least min_hr_size."""
-    multiple = size_multiple(scale)
-    return max(_round_up(size, multiple), 2 * multiple)
-
-
-def lr_size(size, scale):
-    """LR side for an HR side of any size: ceil(size / scale)."""
-    return -(-int(size) // int(scale))
 
 
 def enable_bfloat16():
@@ -304,8 +155,8 @@ class Runner:
         self.scale = int(model.scale)
         self.tile = int(tile)
         self.multiple = size_multiple(self.scale)
-        self.downscale_halo = downscale_reach(model)
-        self.upscale_halo = upscale_reach(model)
+        self.downscale_halo = model.downscale_reach()
+        self.upscale_halo = model.upscale_reach()
         spec = tf.TensorSpec([1, None, None, 3], tf.uint8)
         plane = tf.TensorSpec([1, None, None, 1], tf.uint8)
         self._downscale = _tf_fn(tf.function(model.downscale_uint8, input_signature=[spec]))

@@ -1,4 +1,4 @@
-"""car_tf.inference with tiny models: padding, tiles, receptive fields, tiled == untiled."""
+"""car_tf.inference with tiny models: padding, tiles, tiled == untiled."""
 
 from fractions import Fraction
 
@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from car_tf import inference
 from car_tf.models import build_car_model, default_config, size_multiple
+from car_tf.padding import padded_size, reflect_indices
 from synthetic_images import photo
 
 
@@ -28,14 +29,6 @@ def x2_bicubic():
     return _model(2, "bicubic", 2)
 
 
-@pytest.mark.parametrize("size", [1, 2, 3, 7, 16])
-def test_reflect_indices_match_numpy_reflect_pad(size):
-    values = np.arange(size)
-    for pad in (0, 1, size, 3 * size + 5):
-        expected = np.pad(values, (0, pad), mode="reflect") if size > 1 else np.zeros(size + pad)
-        np.testing.assert_array_equal(inference.reflect_indices(0, size + pad, size), expected)
-
-
 def test_plan_tiles_cover_the_image_once_with_aligned_clipped_windows():
     tiles = inference.plan_tiles(40, 56, tile=20, halo=5, align=8)
     covered = np.zeros((40, 56), int)
@@ -54,66 +47,15 @@ def test_plan_tiles_cover_the_image_once_with_aligned_clipped_windows():
     assert inference.plan_tiles(40, 56, tile=0, halo=5, align=8)[0].window == (0, 40, 0, 56)
 
 
-def test_bicubic_upscaler_reaches_two_lr_pixels(x2_bicubic):
-    assert inference.upscale_reach(x2_bicubic) == inference.CUBIC_REACH == 2
-
-
-def test_tap_reach_is_kernel_radius_plus_offset_plus_bilinear():
-    # k = 13 at scale 4: radius 6, offsets below 1 LR pixel = 4 HR pixels, +1.
-    assert inference.resampler_tap_reach(4, 13) == 6 + 4 + 1
-    assert inference.resampler_tap_reach(2, 7) == 3 + 2 + 1
-
-
-def _window_gradient_reach(gradient, start, end):
-    """How far beyond [start, end) on either axis the gradient magnitude is non-zero."""
-    rows, cols = np.nonzero(np.abs(gradient).sum(-1))
-    return max(start - rows.min(), rows.max() + 1 - end, start - cols.min(), cols.max() + 1 - end)
-
-
-@pytest.mark.parametrize("head_kernel_size", [3, 1])
-@pytest.mark.parametrize("scale", [2, 4])
-def test_resampler_net_reach_bounds_the_true_dependence_tightly(scale, head_kernel_size):
-    model = _model(scale, "bicubic", 10 + scale, head_kernel_size)
-    hr = tf.Variable(np.random.default_rng(scale).random((1, 192, 192, 3)).astype(np.float32))
-    start, end = 64, 128  # an output window aligned to the 8-pixel grid, as tiles are
-    with tf.GradientTape() as tape:
-        kernels, offsets_x, offsets_y = model.resampler(hr)
-        window = np.s_[0, start // scale:end // scale, start // scale:end // scale]
-        total = (tf.reduce_sum(tf.square(kernels[window])) + tf.reduce_sum(offsets_x[window])
-                 + tf.reduce_sum(offsets_y[window]))
-    measured = _window_gradient_reach(tape.gradient(total, hr).numpy()[0], start, end)
-    computed = inference.resampler_net_reach(model.resampler)
-    # Never an underestimate; and within one 8-pixel block of the truth (ReLUs
-    # of random weights may zero the outermost paths).
-    assert computed - 8 < measured <= computed
-
-
-def test_edsr_reach_bounds_the_true_dependence_tightly(x4_edsr):
-    lr = tf.Variable(np.random.default_rng(0).random((1, 40, 40, 3)).astype(np.float32))
-    with tf.GradientTape() as tape:
-        total = tf.reduce_sum(x4_edsr.upscale(lr)[0, 80:88, 80:88])
-    measured = _window_gradient_reach(tape.gradient(total, lr).numpy()[0], 20, 22)
-    computed = inference.upscale_reach(x4_edsr)
-    # tiny EDSR x4: head, 2 block convs, body_out, up0 at LR; up1 at 2x, tail at 4x.
-    assert computed == 6
-    assert computed - 1 <= measured <= computed
-
-
-def test_downscale_reach_is_the_larger_of_network_and_taps(x4_edsr):
-    net = inference.resampler_net_reach(x4_edsr.resampler)
-    taps = inference.resampler_tap_reach(4, x4_edsr.kernel_size)
-    assert inference.downscale_reach(x4_edsr) == max(net, taps)
-
-
 @pytest.mark.parametrize("height,width", [(37, 53), (5, 3), (32, 48), (1, 1)])
 def test_any_size_is_reflect_padded_and_cropped_back(x2_bicubic, height, width):
     image = photo(height, width, seed=height)
     lr = inference.Runner(x2_bicubic, tile=0).downscale(image)
     assert lr.shape == (-(-height // 2), -(-width // 2), 3)
-    padded_h, padded_w = inference.padded_size(height, 2), inference.padded_size(width, 2)
+    padded_h, padded_w = padded_size(height, 2), padded_size(width, 2)
     assert padded_h % size_multiple(2) == 0 and padded_h >= 16
-    padded = image[inference.reflect_indices(0, padded_h, height)][
-        :, inference.reflect_indices(0, padded_w, width)]
+    padded = image[reflect_indices(0, padded_h, height).numpy()][
+        :, reflect_indices(0, padded_w, width).numpy()]
     expected = x2_bicubic.downscale_uint8(padded[np.newaxis])[0].numpy()
     np.testing.assert_array_equal(lr, expected[:lr.shape[0], :lr.shape[1]])
     sr = inference.Runner(x2_bicubic, tile=0).upscale(lr)

@@ -25,13 +25,13 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
-    from car_tf import export_lib
+    from car_tf.export import litert
 
     results = []
     for path in FLAGS.tflite:
         try:
             results.append(
-                export_lib.benchmark_tflite(path, FLAGS.runs, FLAGS.warmup, FLAGS.num_threads)
+                litert.benchmark_tflite(path, FLAGS.runs, FLAGS.warmup, FLAGS.num_threads)
             )
         except (ValueError, OSError, ImportError) as error:
             raise SystemExit(f"benchmark_tflite: {path}: {error}") from None

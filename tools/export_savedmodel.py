@@ -2,7 +2,7 @@
 
 Writes <export_base>/<version>/ with the signatures downscale (= serving_default),
 upscale, downscale_image_bytes and upscale_image_bytes; see docs/EXPORT.md and
-car_tf/export_lib.py. The default --resampler_impl=composite uses built-in TF ops
+car_tf/export/savedmodel.py. The default --resampler_impl=composite uses built-in TF ops
 only; --resampler_impl=custom keeps car_tf's AdaptiveResample op, for a TF Serving
 build that links it in.
 
@@ -31,11 +31,12 @@ FLAGS = flags.FLAGS
 def main(argv):
     del argv
     # Imported after flag parsing so that --help is quick.
-    from car_tf import export_lib, pretrained
+    from car_tf import pretrained
+    from car_tf.export import savedmodel
 
     try:
         model = pretrained.load_model(FLAGS.model, FLAGS.resampler_impl)
-        path = export_lib.export_saved_model(
+        path = savedmodel.export_saved_model(
             model, FLAGS.export_base, FLAGS.version, FLAGS.resampler_impl, FLAGS.overwrite
         )
     except (ValueError, OSError, RuntimeError) as error:

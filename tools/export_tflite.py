@@ -29,12 +29,13 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
-    from car_tf import export_lib, pretrained
+    from car_tf import pretrained
+    from car_tf.export import tflite
 
     try:
         model = pretrained.load_model(FLAGS.model, "composite")
         for quantization in dict.fromkeys(FLAGS.quantization):
-            paths = export_lib.export_tflite(
+            paths = tflite.export_tflite(
                 model, FLAGS.output_dir, FLAGS.height, FLAGS.width, quantization
             )
             print(paths["downscaler"])

@@ -1,15 +1,17 @@
 """Differentiable bicubic upscaling: the weight-free alternative SR module."""
 
+import math
+
 import keras
 import tensorflow as tf
 
+from car_tf.models.receptive_field import network_reach
+from car_tf.shapes import dimension
+
 # Keys' cubic convolution coefficient, the one tf.image.resize(method="bicubic") uses.
 _KEYS_A = -0.5
-
-
-def _dimension(images, axis):
-    static = images.shape[axis]
-    return static if static is not None else tf.shape(images)[axis]
+# Keys' cubic reaches two samples either side of a sample position.
+CUBIC_REACH = 2
 
 
 @keras.saving.register_keras_serializable(package="car_tf")
@@ -29,8 +31,19 @@ class BicubicUpscaler(keras.layers.Layer):
             raise ValueError(f"BicubicUpscaler scale must be >= 1, got {scale}")
 
     def call(self, lr):
-        height, width = _dimension(lr, 1), _dimension(lr, 2)
+        height, width = dimension(lr, 1), dimension(lr, 2)
         return tf.image.resize(lr, [height * self.scale, width * self.scale], method="bicubic")
+
+    def input_interval(self, start, end):
+        """LR interval that the SR interval [start, end) reads: output pixel x samples
+        LR position (x + 0.5) / s - 0.5 with taps floor(.) - 1 .. floor(.) + 2."""
+        start = math.floor((start + 0.5) / self.scale - 0.5) - (CUBIC_REACH - 1)
+        end = math.floor((end - 0.5) / self.scale - 0.5) + CUBIC_REACH + 1
+        return start, end
+
+    def reach(self):
+        """LR pixels of context each side that the SR pixels of one LR pixel depend on."""
+        return network_reach([self], self.scale, 1)
 
     def compute_output_shape(self, input_shape):
         n, h, w, c = input_shape
@@ -55,7 +68,7 @@ def _bicubic_along(images, axis, scale):
     Half-pixel centres; taps outside the image get weight 0 and the others are
     renormalised, as TF's ResizeBicubic kernel does with half_pixel_centers.
     """
-    size = _dimension(images, axis)
+    size = dimension(images, axis)
     position = (tf.cast(tf.range(size * scale), tf.float32) + 0.5) / scale - 0.5
     base = tf.floor(position)
     fraction = position - base

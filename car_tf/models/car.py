@@ -223,6 +223,20 @@ class CARModel(RoundTripMethods, keras.Model):
             "offsets_y": offsets_y,
         }
 
+    def downscale_reach(self):
+        """HR pixels of context each side that one LR pixel of `downscale` depends on.
+
+        The LR pixel is the kernel-weighted sum of HR samples within the taps' reach, with
+        kernels and offsets computed by ResamplerNet at that same LR pixel: the two
+        dependencies overlap, so the reach is the larger of the two, not their sum. The
+        quantiser is per pixel.
+        """
+        return max(self.resampler.reach(), self.downscaler.reach())
+
+    def upscale_reach(self):
+        """LR pixels of context each side that `upscale`'s output depends on."""
+        return self.upscaler.reach()
+
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable, **self._car_config}
 

@@ -1,7 +1,10 @@
 """The downscaling module: applies ResamplerNet's kernels to the HR image (paper section 3.2)."""
 
+import math
+
 import keras
 
+from car_tf.models.resampler_net import kernel_size_for
 from car_tf.ops import IMPLEMENTATIONS, adaptive_resample
 
 
@@ -37,6 +40,12 @@ class AdaptiveDownscale(keras.layers.Layer):
         return adaptive_resample(
             hr, kernels, offsets_x, offsets_y, offset_unit=float(self.scale), impl=self.impl
         )
+
+    def reach(self):
+        """HR pixels beyond an LR pixel's footprint that its taps read: the kernel radius
+        k // 2, plus the largest offset (|offset| < 1, times offset_unit = scale HR pixels),
+        plus one for the bilinear neighbour."""
+        return kernel_size_for(self.scale) // 2 + math.ceil(self.scale) + 1
 
     def compute_output_shape(self, hr_shape, kernels_shape, offsets_x_shape, offsets_y_shape):
         return (*tuple(kernels_shape)[:3], hr_shape[-1])

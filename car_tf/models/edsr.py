@@ -22,6 +22,7 @@ from car_tf.models.layers import (
     build_chain,
     conv2d,
 )
+from car_tf.models.receptive_field import network_reach
 
 EDSR_PAPER = {"blocks": 32, "features": 256, "res_scale": 0.1}
 EDSR_BASELINE = {"blocks": 16, "features": 64, "res_scale": 1.0}
@@ -89,6 +90,11 @@ class EDSR(keras.layers.Layer):
         for layer in self.tail:
             x = layer(x)
         return self.add_mean(x)
+
+    def reach(self):
+        """LR pixels of context each side that the SR pixels of one LR pixel depend on."""
+        layers = [self.sub_mean, self.head, *self.body, *self.tail, self.add_mean]
+        return network_reach(layers, self.scale, 1)
 
     def compute_output_shape(self, input_shape):
         n, h, w, _ = input_shape

@@ -9,6 +9,8 @@ import math
 import keras
 import tensorflow as tf
 
+from car_tf.models.receptive_field import input_interval
+
 _PACKAGE = "car_tf"
 
 # Mean RGB of the DIV2K training set, in [0, 1]; both ResamplerNet and EDSR
@@ -139,6 +141,10 @@ class SpaceToDepth(keras.layers.Layer):
         b = self.block_size
         return (n, None if h is None else h // b, None if w is None else w // b, c * b * b)
 
+    def input_interval(self, start, end):
+        """One output pixel is made of block_size input pixels."""
+        return start * self.block_size, end * self.block_size
+
     def get_config(self):
         return {**super().get_config(), "block_size": self.block_size}
 
@@ -161,6 +167,10 @@ class DepthToSpace(keras.layers.Layer):
         b = self.block_size
         return (n, None if h is None else h * b, None if w is None else w * b, c // (b * b))
 
+    def input_interval(self, start, end):
+        """block_size output pixels come from one input pixel."""
+        return math.floor(start / self.block_size), math.ceil(end / self.block_size)
+
     def get_config(self):
         return {**super().get_config(), "block_size": self.block_size}
 
@@ -180,6 +190,10 @@ class MeanShift(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
+
+    def input_interval(self, start, end):
+        """Per pixel: no reach."""
+        return start, end
 
     def get_config(self):
         return {**super().get_config(), "mean_rgb": list(self.mean_rgb), "sign": self.sign}
@@ -220,6 +234,10 @@ class ResidualBlock(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
+
+    def input_interval(self, start, end):
+        """x + conv2(act(conv1(x))): the skip adds no reach."""
+        return input_interval([self.conv1, self.conv2], start, end)
 
     def get_config(self):
         return {

@@ -59,6 +59,7 @@ from car_tf.models.layers import (
     conv2d,
     leaky_relu,
 )
+from car_tf.models.receptive_field import network_reach
 from car_tf.ops.composite import unmoved_tap_positions
 
 # The network reaches H/8 before its trunks upsample back to H/scale.
@@ -240,6 +241,21 @@ class ResamplerNet(keras.layers.Layer):
             layer.kernel.assign(tf.zeros_like(layer.kernel))
             layer.bias.assign(tf.zeros_like(layer.bias))
         kernel_out.bias.assign(area_average_taps(self.scale))
+
+    def reach(self):
+        """HR pixels of context each side that an LR pixel's kernels and offsets depend on.
+
+        The worst of the kernel branch and the offset branches, counted through the stem,
+        the space-to-depth levels, the residual blocks, the trunks and their
+        depth-to-space, and the heads.
+        """
+        stem = [self.sub_mean, *self.encoder, *self.res_blocks, *self.bottleneck]
+        branches = (
+            [*self.kernel_trunk, *self.kernel_head],
+            [*self.offset_trunk, *self.offset_x_head],
+            [*self.offset_trunk, *self.offset_y_head],
+        )
+        return max(network_reach(stem + branch, 1, self.scale) for branch in branches)
 
     @staticmethod
     def _run(layers, x):

@@ -13,10 +13,7 @@ hungrier for memory than the custom op.
 import numpy as np
 import tensorflow as tf
 
-
-def _static_or_dynamic(tensor, axis):
-    static = tensor.shape[axis]
-    return static if static is not None else tf.shape(tensor)[axis]
+from car_tf.shapes import dimension
 
 
 def _kernel_size(taps):
@@ -84,10 +81,10 @@ def adaptive_resample_composite(image, kernels, offsets_x, offsets_y, offset_uni
     batch = tf.shape(image)[0]
     in_height = tf.shape(image)[1]
     in_width = tf.shape(image)[2]
-    channels = _static_or_dynamic(image, 3)
+    channels = dimension(image, 3)
     out_height = tf.shape(kernels)[1]
     out_width = tf.shape(kernels)[2]
-    taps = _static_or_dynamic(kernels, 3)
+    taps = dimension(kernels, 3)
     k = _kernel_size(taps)
     pad = k // 2
 

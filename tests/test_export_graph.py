@@ -1,0 +1,28 @@
+"""car_tf.export.graph: any input size, and the resampler implementation an export uses."""
+
+import numpy as np
+
+from car_tf.export import graph
+from car_tf.models import build_car_model, default_config
+from export_fixtures import ODD_HEIGHT, ODD_WIDTH
+from export_fixtures import images as _images
+
+
+def test_downscale_any_size_is_the_model_on_the_padded_image_cropped():
+    model = build_car_model({**default_config(2, "bicubic", "tiny"), "resampler_impl": "composite"})
+    hr = _images((2, ODD_HEIGHT, ODD_WIDTH, 3))
+    lr = graph.downscale_any_size(model, hr).numpy()
+    padded = np.pad(hr, ((0, 0), (0, 24 - ODD_HEIGHT), (0, 32 - ODD_WIDTH), (0, 0)), mode="reflect")
+    expected = model.downscale_uint8(padded).numpy()[:, :11, :15]
+    np.testing.assert_array_equal(lr, expected)
+    # Smaller than min_hr_size (16 at x2): padded by repeated reflection, LR ceil(H/s) x ceil(W/s).
+    assert graph.downscale_any_size(model, _images((1, 5, 3, 3))).shape == (1, 3, 2, 3)
+
+
+def test_with_resampler_impl_keeps_the_weights():
+    model = build_car_model(default_config(2, "edsr", "tiny"))
+    composite = graph.with_resampler_impl(model, "composite")
+    assert composite.config["resampler_impl"] == "composite"
+    for a, b in zip(model.get_weights(), composite.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert graph.with_resampler_impl(composite, "composite") is composite

@@ -1,0 +1,165 @@
+"""car_tf.export.savedmodel: layout, signatures, ops, loading with and without car_tf."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+
+import car_tf
+from car_tf import pretrained
+from car_tf.export import savedmodel
+from car_tf.models import build_car_model, default_config
+from export_fixtures import ODD_HEIGHT, ODD_WIDTH, REPO
+from export_fixtures import images as _images
+from export_fixtures import max_level_difference as _max_level_difference
+from export_fixtures import run as _run
+from export_fixtures import write_model_dir as _write_model_dir
+
+
+def _saved_model_ops(path):
+    """Op types in a SavedModel's graph and function library."""
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as handle:
+        proto.ParseFromString(handle.read())
+    graph = proto.meta_graphs[0].graph_def
+    ops = {node.op for node in graph.node}
+    for function in graph.library.function:
+        ops |= {node.op for node in function.node_def}
+    return ops
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return _write_model_dir(tmp_path_factory.mktemp("car") / "x2", default_config(2, "edsr", "tiny"))
+
+
+@pytest.fixture(scope="module")
+def exports(model_dir, tmp_path_factory):
+    """{"composite": version dir, "custom": version dir}, both of the model in model_dir."""
+    root = tmp_path_factory.mktemp("exports")
+    paths = {}
+    for impl in ("composite", "custom"):
+        model = pretrained.load_model(model_dir, impl)
+        paths[impl] = savedmodel.export_saved_model(model, str(root / impl), 1, impl)
+    return paths
+
+
+def test_saved_model_layout_signatures_and_shapes(exports):
+    path = exports["composite"]
+    assert os.path.basename(path) == "1"
+    assert os.listdir(os.path.dirname(path)) == ["1"], "no staging folder left behind"
+    with open(os.path.join(path, savedmodel.METADATA_PATH)) as handle:
+        assert json.load(handle)["resampler_impl"] == "composite"
+
+    loaded = car_tf.load_saved_model(os.path.dirname(path))  # a model base: picks version 1
+    assert set(loaded.signatures) == set(savedmodel.SIGNATURES)
+    hr = _images((2, ODD_HEIGHT, ODD_WIDTH, 3))
+    lr = loaded.signatures["downscale"](hr=tf.constant(hr))["lr"]
+    assert lr.dtype == tf.uint8 and lr.shape == (2, 11, 15, 3)
+    np.testing.assert_array_equal(loaded.signatures["serving_default"](hr=tf.constant(hr))["lr"], lr)
+    sr = loaded.signatures["upscale"](lr=lr)["sr"]
+    assert sr.dtype == tf.uint8 and sr.shape == (2, 22, 30, 3)
+
+
+def test_image_bytes_signatures_match_the_uint8_ones(exports):
+    loaded = tf.saved_model.load(exports["composite"])
+    # Two sizes in one request: the string signatures take one image at a time.
+    images = [_images((ODD_HEIGHT, ODD_WIDTH, 3), 2), _images((16, 24, 3), 3)]
+    pngs = tf.constant([tf.io.encode_png(image).numpy() for image in images])
+    lr_pngs = loaded.signatures["downscale_image_bytes"](image_bytes=pngs)["lr_png_bytes"]
+    sr_pngs = loaded.signatures["upscale_image_bytes"](image_bytes=lr_pngs)["sr_png_bytes"]
+    for image, lr_png, sr_png in zip(images, lr_pngs, sr_pngs, strict=True):
+        lr = loaded.signatures["downscale"](hr=tf.constant(image[None]))["lr"][0]
+        assert _max_level_difference(tf.io.decode_png(lr_png), lr) == 0
+        sr = loaded.signatures["upscale"](lr=lr[None])["sr"][0]
+        assert _max_level_difference(tf.io.decode_png(sr_png), sr) == 0
+
+
+def test_composite_export_has_only_builtin_ops_and_custom_export_has_the_op(exports):
+    assert savedmodel.CUSTOM_OP_NAME not in _saved_model_ops(exports["composite"])
+    assert savedmodel.CUSTOM_OP_NAME in _saved_model_ops(exports["custom"])
+
+
+def test_export_refuses_an_existing_version_unless_overwrite(exports, model_dir):
+    base = os.path.dirname(exports["composite"])
+    model = pretrained.load_model(model_dir, "composite")
+    with pytest.raises(FileExistsError, match="already exists"):
+        savedmodel.export_saved_model(model, base, 1)
+    with pytest.raises(ValueError, match="positive"):
+        savedmodel.export_saved_model(model, base, 0)
+
+
+@pytest.mark.slow
+def test_composite_export_runs_without_car_tf_like_the_custom_op_model(exports, tmp_path):
+    hr = _images((2, ODD_HEIGHT, ODD_WIDTH, 3), 4)
+    np.save(tmp_path / "hr.npy", hr)
+    script = tmp_path / "no_car_tf.py"
+    script.write_text(textwrap.dedent("""
+        import json, sys
+        import numpy as np
+        import tensorflow as tf
+
+        composite, custom, work = sys.argv[1:]
+        report = {}
+        loaded = tf.saved_model.load(composite)
+        lr = loaded.signatures["downscale"](hr=tf.constant(np.load(work + "/hr.npy")))["lr"]
+        sr = loaded.signatures["upscale"](lr=lr)["sr"]
+        np.savez(work + "/out.npz", lr=lr.numpy(), sr=sr.numpy())
+        report["car_tf_modules"] = [m for m in sys.modules if m.split(".")[0] == "car_tf"]
+        try:
+            tf.saved_model.load(custom)
+            report["plain_tf_error"] = None
+        except Exception as error:
+            report["plain_tf_error"] = f"{type(error).__name__}: {error}"
+        # An install whose op library was never built: no .so for car_tf to find.
+        import glob
+        glob.glob = lambda *args, **kwargs: []
+        import car_tf
+        try:
+            car_tf.load_saved_model(custom)
+            report["car_tf_error"] = None
+        except Exception as error:
+            report["car_tf_error"] = f"{type(error).__name__}: {error}"
+        print(json.dumps(report))
+    """))
+    result = _run([sys.executable, str(script), exports["composite"], exports["custom"],
+                   str(tmp_path)])
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["car_tf_modules"] == []
+    assert "Op type not registered 'AdaptiveResample'" in report["plain_tf_error"]
+    assert report["car_tf_error"].startswith("MissingOpError")
+    assert "import car_tf" in report["car_tf_error"]
+    assert "--resampler_impl=composite" in report["car_tf_error"]
+
+    fresh = np.load(tmp_path / "out.npz")
+    # After `import car_tf` (this process), plain tf.saved_model.load finds the op.
+    custom = tf.saved_model.load(exports["custom"])
+    lr = custom.signatures["downscale"](hr=tf.constant(hr))["lr"]
+    assert _max_level_difference(fresh["lr"], lr) <= 1
+    sr = custom.signatures["upscale"](lr=tf.constant(fresh["lr"]))["sr"]
+    assert _max_level_difference(fresh["sr"], sr) <= 1
+
+
+def test_missing_op_error_explains_only_missing_op_errors():
+    error = RuntimeError("Op type not registered 'AdaptiveResample' in binary running on host.")
+    explained = savedmodel.missing_op_error(error, "model/1")
+    assert isinstance(explained, savedmodel.MissingOpError)
+    assert "model/1 uses AdaptiveResample" in str(explained) and "import car_tf" in str(explained)
+    assert savedmodel.missing_op_error(RuntimeError("something else"), "model/1") is None
+
+
+@pytest.mark.slow
+def test_saved_model_cli_shows_the_export(exports):
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    result = _run([cli, "show", "--all", "--dir", exports["composite"]])
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in savedmodel.SIGNATURES:
+        assert f"signature_def['{name}']" in result.stdout
+    assert "DT_UINT8" in result.stdout and "DT_STRING" in result.stdout
