@@ -1,4 +1,4 @@
-"""car_tf.fixed_kernel: the fixed-kernel yardstick fits, keeps its constraint, and scores."""
+"""car_tf.analysis.fixed_kernel: the fixed-kernel yardstick fits, keeps its constraint, and scores."""
 
 import os
 
@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from car_tf import fixed_kernel
+from car_tf import metrics
+from car_tf.analysis import fixed_kernel
+from car_tf.protocol import sr_to_uint8
 from synthetic_images import photo
 
 
@@ -38,9 +40,22 @@ def test_fitting_lowers_the_loss_and_keeps_each_constraint():
     assert positive.kernel().numpy().sum() == pytest.approx(1.0, abs=1e-5)
 
 
-def test_score_reports_the_fixed_kernel_and_bicubic():
+def test_score_is_the_protocols_psnr_of_each_pipeline():
     kernel = fixed_kernel.FixedKernel(2, "signed")
-    fixed, bicubic = fixed_kernel.score(kernel, _images())
-    assert 10.0 < fixed < 60.0 and 10.0 < bicubic < 60.0
+    images = _images()
+    fixed, bicubic = fixed_kernel.score(kernel, images)
+    expected_fixed, expected_bicubic = [], []
+    for hr in images:  # 64x64: no crop needed
+        hr01 = tf.constant(hr[None], tf.float32) / 255.0
+        lr = tf.round(tf.clip_by_value(kernel.downscale(hr01), 0.0, 1.0) * 255.0) / 255.0
+        sr = kernel.upscaler(lr)
+        expected_fixed.append(metrics.psnr_y(hr, sr_to_uint8(sr.numpy()[0], "standard"), 2))
+        lr = tf.image.resize(hr01, [32, 32], method="bicubic", antialias=True)
+        lr = tf.round(tf.clip_by_value(lr, 0.0, 1.0) * 255.0) / 255.0
+        up = tf.image.resize(lr, [64, 64], method="bicubic")
+        expected_bicubic.append(metrics.psnr_y(hr, sr_to_uint8(up.numpy()[0], "standard"), 2))
+    assert fixed == pytest.approx(np.mean(expected_fixed), abs=1e-9)
+    assert bicubic == pytest.approx(np.mean(expected_bicubic), abs=1e-9)
+    assert fixed != pytest.approx(bicubic, abs=0.01)
     with pytest.raises(ValueError, match="parameterisation"):
         fixed_kernel.FixedKernel(2, "relu")

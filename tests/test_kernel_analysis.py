@@ -1,4 +1,4 @@
-"""car_tf.kernel_analysis: the three variants, and the statistics, on tiny models."""
+"""car_tf.analysis.kernel_analysis: the three variants, and the statistics, on tiny models."""
 
 import os
 
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from car_tf import kernel_analysis, models
+from car_tf import models
+from car_tf.analysis import kernel_analysis
 from synthetic_images import photo
 
 
@@ -44,6 +45,20 @@ def test_offsets_and_varying_kernels_change_the_variants():
     report = kernel_analysis.analyse(model, [photo(32, 32, 3)])
     assert report.mean_abs_offset > 0.5 and report.offset_spatial_std > 0.0
     assert report.kernel_spatial_std > 0.0
-    assert 0.0 <= report.fraction_at_floor <= 1.0
+    assert 0.0 < report.fraction_at_floor < 1.0
     assert report.psnr_y["model"] != pytest.approx(report.psnr_y["no offsets"], abs=0.1)
     assert report.mean_kernel.sum() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_fraction_at_floor_counts_the_taps_the_clamp_set():
+    model = _model("clamp")
+    # Every pixel gets the same raw kernel: 10 of the 49 taps negative, which the clamp
+    # sets to its floor, and the others positive.
+    kernel_out = model.resampler.kernel_head[-1]
+    kernel_out.kernel.assign(tf.zeros_like(kernel_out.kernel))
+    raw = np.ones(49, np.float32)
+    raw[np.random.default_rng(0).choice(49, 10, replace=False)] = -1.0
+    kernel_out.bias.assign(raw)
+    report = kernel_analysis.analyse(model, [photo(32, 32, 4)])
+    assert report.fraction_at_floor == pytest.approx(10 / 49, abs=1e-6)
+    assert report.kernel_spatial_std < 1e-6

@@ -1,4 +1,4 @@
-"""car_tf.training_curves: scalars read back from event files and drawn as PNG."""
+"""car_tf.analysis.training_curves: scalars read back from event files and drawn as PNG."""
 
 import os
 
@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from car_tf import training_curves
+from car_tf.analysis import training_curves
 
 
 def _write_run(model_dir):

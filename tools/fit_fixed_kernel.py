@@ -11,7 +11,7 @@ import sys
 import numpy as np
 from absl import app, flags
 
-from car_tf import fixed_kernel
+from car_tf.analysis import fixed_kernel
 from car_tf.data.folders import display_name, folder_source
 
 flags.DEFINE_integer("scale", 2, "Downscaling factor.")

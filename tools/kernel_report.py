@@ -10,7 +10,8 @@ import sys
 import numpy as np
 from absl import app, flags
 
-from car_tf import kernel_analysis, pretrained
+from car_tf import pretrained
+from car_tf.analysis import kernel_analysis
 from car_tf.data.folders import display_name, folder_source
 
 flags.DEFINE_string("model", "car-x4-bicubic",

@@ -7,7 +7,7 @@ import sys
 
 from absl import app, flags
 
-from car_tf import training_curves
+from car_tf.analysis import training_curves
 
 flags.DEFINE_multi_string("model_dir", [], "Training model_dir(s) with train/ and eval/ event files.")
 flags.DEFINE_string("out_dir", "docs/curves", "Where <name>_train.png and <name>_eval.png go.")

@@ -1,0 +1,6 @@
+"""Research yardsticks for trained models, kept out of the serving path's imports.
+
+  kernel_analysis.py  a model against its own kernels without offsets and their spatial mean
+  fixed_kernel.py     the best single fixed kernel for the bicubic upscaler
+  training_curves.py  a run's TensorBoard scalars drawn as PNG
+"""
