@@ -47,6 +47,9 @@ def test_tools_export_and_benchmark(tmp_path):
     result = _run([sys.executable, "tools/export_tflite.py", f"--model={keras_file}",
                    f"--output_dir={tmp_path / 'lite'}", "--height=16", "--width=24"])
     assert result.returncode == 0, result.stderr[-3000:]
+    # The old name of --out_dir still works, with a one-line warning.
+    assert ("warning: --output_dir is deprecated and will be removed in the next release; "
+            "use --out_dir") in result.stderr
     files = result.stdout.split()
     assert [os.path.basename(f) for f in files] == [
         "downscaler_16x24_float32.tflite", "upscaler_8x12_float32.tflite"]

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from car_tf import models
+from car_tf.memory import peak_memory
 from car_tf.train import benchmark as benchmark_lib
 from train_fixtures import tiny_config as _config
 
@@ -18,9 +19,9 @@ def _vm_hwm_mib():
 
 
 def test_peak_memory_sees_a_large_allocation():
-    before = benchmark_lib.peak_memory()["peak_rss_mib"]
+    before = peak_memory()["peak_rss_mib"]
     block = np.ones(int((before + 256) * 2**20), np.uint8)  # touched, so resident
-    after = benchmark_lib.peak_memory()["peak_rss_mib"]
+    after = peak_memory()["peak_rss_mib"]
     assert after >= before + 256 * 0.9
     assert after == pytest.approx(_vm_hwm_mib(), rel=0.05)
     del block

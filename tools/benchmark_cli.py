@@ -165,11 +165,11 @@ def main(argv):
         result["commands"][command] = {
             "wall_s": round(wall, 2),
             "cpu_s": round(cpu, 2),
-            "peak_rss_mb": round(rss, 1),
+            "peak_rss_mib": round(rss, 1),
             "mp_per_s": round(megapixels / wall, 3),
             "startup_s": round(startup[0], 2),
             "startup_cpu_s": round(startup[1], 2),
-            "startup_peak_rss_mb": round(startup[2], 1),
+            "startup_peak_rss_mib": round(startup[2], 1),
             "processing_mp_per_s": round(megapixels / max(wall - startup[0], 1e-9), 3),
         }
     result["load_average_after"] = round(os.getloadavg()[0], 2)
@@ -184,7 +184,7 @@ def main(argv):
     for command, row in result["commands"].items():
         print(f"{command:<10} {row['wall_s']:>6} {row['cpu_s']:>6} {row['startup_s']:>9} "
               f"{row['startup_cpu_s']:>13} {row['mp_per_s']:>5} {row['processing_mp_per_s']:>16} "
-              f"{row['peak_rss_mb']:>13}")
+              f"{row['peak_rss_mib']:>13}")
 
 
 if __name__ == "__main__":

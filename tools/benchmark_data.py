@@ -7,7 +7,6 @@ Prints one JSON object: per cache kind, `build_s` (decode + cache; the call retu
 """
 
 import json
-import resource
 import shutil
 import tempfile
 import time
@@ -15,6 +14,7 @@ import time
 from absl import app, flags
 
 import car_tf.data
+from car_tf.memory import peak_memory
 
 flags.DEFINE_multi_string("data_dir", None, "Folder(s) of HR training images.", required=True)
 flags.DEFINE_integer("scale", 4, "Scale factor (sets the default crop).")
@@ -48,7 +48,7 @@ def main(argv):
                                            FLAGS.batches)
     finally:
         shutil.rmtree(cache_dir, ignore_errors=True)
-    results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    results.update(peak_memory())
     print(json.dumps(results))
 
 

@@ -2,8 +2,8 @@
 
 Times one training step of the op, forward plus backward for all four inputs
 (image, kernels, offsets_x, offsets_y), on the training shape: a batch of
-`--patch`-pixel HR patches, C = 3, k = 3 * scale + 1 (13 at scale 4), output
-patch / scale pixels square. Both implementations run inside one tf.function,
+`--crop_size`-pixel HR crops, C = 3, k = 3 * scale + 1 (13 at scale 4), output
+crop_size / scale pixels square. Both implementations run inside one tf.function,
 as they do in training, through car_tf.ops.adaptive_resample.
 
 Each implementation is measured in a fresh subprocess of this script, so that
@@ -20,7 +20,7 @@ Memory ("extra memory over the inputs"): the child creates the inputs and the
 upstream gradient as tensors, loads the op library and then reads its
 resident set size (VmRSS). It resets the kernel's peak-RSS counter
 (`echo 5 > /proc/self/clear_refs`), runs warm-up and timed steps, and reads the
-peak (VmHWM). `*_peak_mb` = peak - that RSS, in MiB. It therefore includes
+peak (VmHWM). `*_peak_mib` = peak - that RSS, in MiB. It therefore includes
 everything a step needs beyond its inputs: the outputs and the four gradients,
 the intermediates kept for the backward pass, transient buffers, and the small
 cost of tracing the tf.function. Where clear_refs is not writable the peak is
@@ -34,7 +34,10 @@ gradients 18, image gradient 8 (4 multiply-adds of the scatter). Locating the
 taps (positions, floors, reflections, bilinear weights) is not counted.
 
 Usage:
-  python tools/benchmark_op.py --scale 4 --batch 16 --patch 192 --json
+  python tools/benchmark_op.py --scale 4 --batch_size 16 --crop_size 192 --json
+
+(--batch and --patch, the old names of --batch_size and --crop_size, still work for one
+release.)
 """
 
 import json
@@ -47,10 +50,14 @@ import time
 
 from absl import app, flags
 
+from car_tf import renamed_flags
+
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("scale", 4, "Downscaling factor; offset_unit and the kernel size follow it.")
-flags.DEFINE_integer("batch", 16, "Patches per step.")
-flags.DEFINE_integer("patch", 192, "HR patch side in pixels; must be a multiple of --scale.")
+flags.DEFINE_integer("batch_size", 16, "Crops per step.")
+flags.DEFINE_integer("crop_size", 192, "HR crop side in pixels; must be a multiple of --scale.")
+renamed_flags.define_old_name("batch")
+renamed_flags.define_old_name("patch")
 flags.DEFINE_integer("kernel_size", None, "Kernel side k; default the model's, 3 * scale + 1.")
 flags.DEFINE_integer("channels", 3, "Image channels.")
 flags.DEFINE_integer("repeats", 10, "Timed steps per implementation.")
@@ -144,7 +151,7 @@ def _measure(impl):
         "median_ms": statistics.median(times_ms),
         "min_ms": min(times_ms),
         "cpu_ms": statistics.median(cpu_ms),
-        "peak_mb": (peak_kib - base_kib) / 1024.0,
+        "peak_mib": (peak_kib - base_kib) / 1024.0,
         "memory_method": "VmHWM after clear_refs" if exact_peak else "ru_maxrss",
         "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count(),
     }
@@ -153,7 +160,7 @@ def _measure(impl):
 def _run_worker(impl):
     """Runs this script as a fresh process measuring one implementation."""
     argv = [sys.executable, os.path.abspath(__file__), f"--worker={impl}"]
-    for name in ("scale", "batch", "patch", "kernel_size", "channels", "repeats", "warmup", "seed"):
+    for name in ("scale", "batch_size", "crop_size", "kernel_size", "channels", "repeats", "warmup", "seed"):
         value = getattr(FLAGS, name)
         if value is not None:
             argv.append(f"--{name}={value}")
@@ -167,20 +174,21 @@ def _run_worker(impl):
 
 def main(argv):
     del argv
-    if FLAGS.patch % FLAGS.scale:
-        raise app.UsageError(f"--patch {FLAGS.patch} must be a multiple of --scale {FLAGS.scale}")
+    if FLAGS.crop_size % FLAGS.scale:
+        raise app.UsageError(
+            f"--crop_size {FLAGS.crop_size} must be a multiple of --scale {FLAGS.scale}")
     if FLAGS.worker:
         print(json.dumps(_measure(FLAGS.worker)))
         return
     custom = _run_worker("custom")
     composite = _run_worker("composite")
     k = custom["kernel_size"]
-    lr = FLAGS.patch // FLAGS.scale
-    flops = FLAGS.batch * lr * lr * k * k * FLAGS.channels * FLOPS_PER_TAP_CHANNEL
+    lr = FLAGS.crop_size // FLAGS.scale
+    flops = FLAGS.batch_size * lr * lr * k * k * FLAGS.channels * FLOPS_PER_TAP_CHANNEL
     report = {
         "scale": FLAGS.scale,
-        "batch": FLAGS.batch,
-        "patch": FLAGS.patch,
+        "batch_size": FLAGS.batch_size,
+        "crop_size": FLAGS.crop_size,
         "out_size": lr,
         "kernel_size": k,
         "channels": FLAGS.channels,
@@ -194,9 +202,9 @@ def main(argv):
         "custom_cpu_ms": round(custom["cpu_ms"], 2),
         "composite_cpu_ms": round(composite["cpu_ms"], 2),
         "cpu_speedup": round(composite["cpu_ms"] / custom["cpu_ms"], 2),
-        "custom_peak_mb": round(custom["peak_mb"], 1),
-        "composite_peak_mb": round(composite["peak_mb"], 1),
-        "memory_ratio": round(custom["peak_mb"] / composite["peak_mb"], 4),
+        "custom_peak_mib": round(custom["peak_mib"], 1),
+        "composite_peak_mib": round(composite["peak_mib"], 1),
+        "memory_ratio": round(custom["peak_mib"] / composite["peak_mib"], 4),
         "memory_method": custom["memory_method"],
         "custom_gflops": round(flops / (custom["median_ms"] * 1e6), 2),
         "composite_gflops": round(flops / (composite["median_ms"] * 1e6), 2),

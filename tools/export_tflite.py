@@ -6,23 +6,27 @@ the upscaler the LR size that comes out, [1, ceil(H/s), ceil(W/s), 3]. Any size 
 docs/EXPORT.md.
 
 Usage:
-  python tools/export_tflite.py --model=car-x4-bicubic --output_dir=tflite \
+  python tools/export_tflite.py --model=car-x4-bicubic --out_dir=tflite \
       --height=512 --width=512 --quantization=float32 --quantization=float16
 """
 
 from absl import app, flags
 
+from car_tf import renamed_flags
+from car_tf.export.tflite import QUANTIZATIONS
+
 flags.DEFINE_string("model", None, "CAR model: a bundled name, a .keras file or a training model_dir.")
-flags.DEFINE_string("output_dir", None, "Folder for the .tflite files.")
+flags.DEFINE_string("out_dir", None, "Folder for the .tflite files.")
+renamed_flags.define_old_name("output_dir")
 flags.DEFINE_integer("height", 512, "HR input height of the downscaler.", lower_bound=1)
 flags.DEFINE_integer("width", 512, "HR input width of the downscaler.", lower_bound=1)
 flags.DEFINE_multi_enum(
     "quantization",
     ["float32"],
-    ["float32", "float16", "dynamic_range"],
+    QUANTIZATIONS,
     "float32; float16 weights; or dynamic_range (int8 weights, float activations). Repeatable.",
 )
-flags.mark_flags_as_required(["model", "output_dir"])
+flags.mark_flags_as_required(["model", "out_dir"])
 
 FLAGS = flags.FLAGS
 
@@ -36,7 +40,7 @@ def main(argv):
         model = pretrained.load_model(FLAGS.model, "composite")
         for quantization in dict.fromkeys(FLAGS.quantization):
             paths = tflite.export_tflite(
-                model, FLAGS.output_dir, FLAGS.height, FLAGS.width, quantization
+                model, FLAGS.out_dir, FLAGS.height, FLAGS.width, quantization
             )
             print(paths["downscaler"])
             print(paths["upscaler"])

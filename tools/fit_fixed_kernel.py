@@ -3,7 +3,7 @@
 A yardstick for CAR's kernel design (car_tf.fixed_kernel, docs/RESULTS.md):
 
   python tools/fit_fixed_kernel.py --scale=2 --parameterisation=signed \
-      --train_dir=DATA/train --data_dir=DATA/val/Set5 --data_dir=DATA/val/Set14
+      --train_dirs=DATA/train --data_dir=DATA/val/Set5 --data_dir=DATA/val/Set14
 """
 
 import sys
@@ -11,13 +11,15 @@ import sys
 import numpy as np
 from absl import app, flags
 
+from car_tf import renamed_flags
 from car_tf.analysis import fixed_kernel
 from car_tf.data.folders import display_name, folder_source
 
 flags.DEFINE_integer("scale", 2, "Downscaling factor.")
 flags.DEFINE_enum("parameterisation", "signed", list(fixed_kernel.PARAMETERISATIONS),
                   "signed: any weights summing to 1; positive: softmax weights.")
-flags.DEFINE_multi_string("train_dir", [], "Folder(s) of HR training images.")
+flags.DEFINE_multi_string("train_dirs", [], "Folder of HR training images; repeatable.")
+renamed_flags.define_old_name("train_dir")
 flags.DEFINE_multi_string("data_dir", [], "Folder(s) of HR test images, each scored apart.")
 flags.DEFINE_integer("steps", 400, "Adam steps.")
 flags.DEFINE_integer("crop_size", 96, "Training crop side.")
@@ -33,10 +35,10 @@ def _read(folders, split):
 def main(argv):
     del argv
     options = flags.FLAGS
-    if not options.train_dir or not options.data_dir:
-        sys.exit("fit_fixed_kernel.py: error: give --train_dir and --data_dir")
+    if not options.train_dirs or not options.data_dir:
+        sys.exit("fit_fixed_kernel.py: error: give --train_dirs and --data_dir")
     kernel = fixed_kernel.FixedKernel(options.scale, options.parameterisation)
-    losses = fixed_kernel.fit(kernel, _read(options.train_dir, "train"), options.steps, options.crop_size,
+    losses = fixed_kernel.fit(kernel, _read(options.train_dirs, "train"), options.steps, options.crop_size,
                               options.batch_size, options.learning_rate, options.seed)
     print(f"x{options.scale} {options.parameterisation}: mean L1 {np.mean(losses[:50]):.5f} over "
           f"the first 50 steps, {np.mean(losses[-50:]):.5f} over the last 50")

@@ -73,12 +73,12 @@ def _convert(model, function, spec, quantization):
         return converter.convert()
 
 
-def export_tflite(model, output_dir, height=512, width=512, quantization="float32"):
+def export_tflite(model, out_dir, height=512, width=512, quantization="float32"):
     """Writes the downscaler and the upscaler as `.tflite` files and returns their paths.
 
     Args:
       model: a CARModel; the export uses the composite resampler whatever it has.
-      output_dir: folder for downscaler_<H>x<W>_<quantization>.tflite and
+      out_dir: folder for downscaler_<H>x<W>_<quantization>.tflite and
         upscaler_<h>x<w>_<quantization>.tflite (h, w = ceil(H/s), ceil(W/s)).
       height, width: the HR size the downscaler takes (any size >= 1; padded inside as
         in the SavedModel); the upscaler takes the LR size that comes out.
@@ -98,11 +98,11 @@ def export_tflite(model, output_dir, height=512, width=512, quantization="float3
         "downscaler": f"downscaler_{hr_shape[1]}x{hr_shape[2]}_{quantization}.tflite",
         "upscaler": f"upscaler_{lr_shape[1]}x{lr_shape[2]}_{quantization}.tflite",
     }
-    os.makedirs(output_dir, exist_ok=True)
+    os.makedirs(out_dir, exist_ok=True)
     paths = {}
     for part, (function, spec) in _tflite_endpoints(model, height, width).items():
         flatbuffer = _convert(model, function, spec, quantization)
-        paths[part] = os.path.join(output_dir, names[part])
+        paths[part] = os.path.join(out_dir, names[part])
         with open(paths[part], "wb") as handle:
             handle.write(flatbuffer)
     return paths

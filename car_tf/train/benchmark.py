@@ -1,22 +1,13 @@
 """Timing the training step alone, on random crops (tools/benchmark_train.py)."""
 
-import resource
 import time
 
 import numpy as np
 import tensorflow as tf
 
+from car_tf.memory import peak_memory
 from car_tf.train.strategy import create_strategy
 from car_tf.train.trainer import Trainer
-
-
-def peak_memory():
-    """Peak resident memory of this process in MiB, and peak GPU memory per GPU."""
-    result = {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
-    for gpu in tf.config.list_logical_devices("GPU"):
-        info = tf.config.experimental.get_memory_info(gpu.name)
-        result[f"peak_{gpu.name.split(':', 1)[1].lower().replace(':', '')}_mib"] = info["peak"] / 2**20
-    return result
 
 
 def benchmark(config, steps=20, warmup_steps=3, dataset=None, strategy=None):
