@@ -99,3 +99,18 @@ def test_a_fixed_kernel_trains_through_jpeg_validates_and_resumes(tmp_path):
     assert resumed["step"] == 4
     with pytest.raises(ValueError, match="fixed kernel trains in --mode=car"):
         tiny_config(tmp_path, model=models.fixed_config(2), init_resampler_from="car-x2-bicubic")
+
+
+def test_log_bits_rate_term_prices_a_bit_by_the_examples_own_distortion(tmp_path):
+    from car_tf.train.trainer import rate_penalty
+
+    config = tiny_config(tmp_path, lr_codec="jpeg", rate_weight=0.3, rate_term="log_bits")
+    l1 = tf.constant([0.02, 0.04])
+    rate = tf.Variable([0.5, 0.5])
+    with tf.GradientTape() as tape:
+        penalty = rate_penalty(config, l1, rate)
+    np.testing.assert_allclose(penalty.numpy(), 0.3 * l1.numpy() * np.log(0.5), rtol=1e-6)
+    # d/d rate = 0.3 * l1 / rate: twice the distortion, twice the price of a bit.
+    np.testing.assert_allclose(tape.gradient(penalty, rate).numpy(), [0.012, 0.024], rtol=1e-5)
+    with pytest.raises(ValueError, match="rate_term must be one of"):
+        tiny_config(tmp_path, lr_codec="jpeg", rate_weight=0.3, rate_term="nats")

@@ -37,8 +37,8 @@ class TrainConfig:
       from lr_quality_range, inclusive).
     codec_rounding_alpha: soft-round strength of the JPEG coefficient rounding's
       gradient (0 = straight-through).
-    rate_weight: weight of the JPEG rate proxy, in loss units per bit per HR pixel,
-      added to the total (0 = distortion only).
+    rate_weight, rate_term: how the JPEG rate proxy enters the total (0 = distortion
+      only); see car_tf.train.trainer.rate_penalty.
     """
 
     model: dict
@@ -71,10 +71,12 @@ class TrainConfig:
     lr_quality_range: list = dataclasses.field(default_factory=lambda: [30, 95])
     codec_rounding_alpha: float = 0.5
     rate_weight: float = 0.0
+    rate_term: str = "bits"
 
     def __post_init__(self):
         self.lr_quality_range = list(check_training_codec(
-            self.lr_codec, self.lr_quality_range, self.rate_weight, self.codec_rounding_alpha))
+            self.lr_codec, self.lr_quality_range, self.rate_weight, self.codec_rounding_alpha,
+            self.rate_term))
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if models.architecture_of(self.model) == "fixed" and (

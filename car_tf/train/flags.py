@@ -87,6 +87,10 @@ flags.DEFINE_float("codec_rounding_alpha", 0.5,
                    "[0, 1]; 0 = straight-through.")
 flags.DEFINE_float("rate_weight", 0.0,
                    "Weight of the JPEG rate proxy (bits per HR pixel) in the loss; 0 = off.")
+flags.DEFINE_enum("rate_term", "bits", ["bits", "log_bits"],
+                  "bits: rate_weight * bits per HR pixel. log_bits: rate_weight * l1 * ln(bits "
+                  "per HR pixel), l1 held constant: a price per bit that follows each "
+                  "example's distortion and rate (car_tf.train.trainer.rate_penalty).")
 flags.DEFINE_integer("seed", 0, "Seed of the initial weights and of the crops.")
 
 # Bookkeeping.

@@ -14,7 +14,11 @@ from car_tf import codecs
 TRAINABLE_CODECS = ("png", "jpeg")
 
 
-def check_training_codec(lr_codec, lr_quality_range, rate_weight, rounding_alpha):
+RATE_TERMS = ("bits", "log_bits")
+
+
+def check_training_codec(lr_codec, lr_quality_range, rate_weight, rounding_alpha,
+                         rate_term="bits"):
     """Raises ValueError (one line) for settings training can't honour; returns the
     quality range as a (low, high) pair of ints."""
     if lr_codec not in TRAINABLE_CODECS:
@@ -32,6 +36,8 @@ def check_training_codec(lr_codec, lr_quality_range, rate_weight, rounding_alpha
         raise ValueError(f"--rate_weight must be >= 0, got {rate_weight}")
     if rate_weight and lr_codec == "png":
         raise ValueError("--rate_weight needs a lossy --lr_codec (jpeg) to estimate bits of")
+    if rate_term not in RATE_TERMS:
+        raise ValueError(f"--rate_term must be one of {', '.join(RATE_TERMS)}, got {rate_term!r}")
     if not 0.0 <= rounding_alpha <= 1.0:
         raise ValueError(f"--codec_rounding_alpha must be in [0, 1], got {rounding_alpha}")
     return low, high
