@@ -46,8 +46,7 @@ def test_train_dataset_from_tfds(tfds, tmp_path):
     sizes = [(20, 24), (24, 20), (10, 30)]
     with tfds.testing.mock_data(as_dataset_fn=_mock_div2k(sizes)):
         dataset = data.train_dataset(
-            tfds_name="div2k/bicubic_x2",
-            tfds_data_dir=str(tmp_path),
+            data.DataSource(tfds_name="div2k/bicubic_x2", tfds_data_dir=str(tmp_path)),
             scale=SCALE,
             crop_size=CROP,
             batch_size=2,
@@ -66,21 +65,18 @@ def test_tfds_and_folders_together_with_a_cache_folder(tfds, tmp_path):
     (tmp_path / "images").mkdir()
     Image.fromarray(_hr(7, 20, 20)).save(tmp_path / "images" / "a.png")
     with tfds.testing.mock_data(as_dataset_fn=_mock_div2k([(20, 20)])):
-        store = data.training_store(
-            [tmp_path / "images"],
-            cache=str(tmp_path / "cache"),
-            tfds_name="div2k",
-            tfds_data_dir=str(tmp_path),
-        )
+        source = data.DataSource([tmp_path / "images"], tfds_name="div2k",
+                                 tfds_data_dir=str(tmp_path))
+        store = data.training_store(source, cache=str(tmp_path / "cache"))
     assert store.names == ["images/a.png", "div2k/train/00000"]
     assert store.crop(0, 0, 0, 4)[0, 0, 0] == 7 and store.crop(1, 0, 0, 4)[0, 0, 0] == 0
 
 
 def test_validation_images_from_tfds(tfds, tmp_path):
     with tfds.testing.mock_data(as_dataset_fn=_mock_div2k([(19, 33), (40, 16)])):
-        images = data.validation_images(
-            tfds_name="div2k", tfds_split="validation", tfds_data_dir=str(tmp_path), scale=SCALE
-        )
+        source = data.DataSource(tfds_name="div2k", tfds_split="validation",
+                                 tfds_data_dir=str(tmp_path))
+        images = data.validation_images(source, scale=SCALE)
     assert [name for name, _ in images] == ["div2k/validation/00000", "div2k/validation/00001"]
     assert images[0][1].shape == (16, 32, 3) and images[1][1].shape == (40, 16, 3)
     np.testing.assert_allclose(images[0][1], _hr(0, 19, 33)[:16, :32] / 255.0, atol=1e-7)
@@ -97,7 +93,8 @@ def test_tfds_default_mock_data_runs(tfds, tmp_path):
 
 def test_tfds_with_cache_none(tfds, tmp_path):
     with tfds.testing.mock_data(as_dataset_fn=_mock_div2k([(20, 20), (16, 18)])):
-        store = data.training_store(cache="none", tfds_name="div2k", tfds_data_dir=str(tmp_path))
+        source = data.DataSource(tfds_name="div2k", tfds_data_dir=str(tmp_path))
+        store = data.training_store(source, cache="none")
     np.testing.assert_array_equal(store.image(1), _hr(1, 16, 18))
 
 
@@ -121,4 +118,4 @@ def test_channel_conversion():
 def test_missing_tfds_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)
     with pytest.raises(ImportError, match=r'pip install "car_tf\[tfds\]"'):
-        data.train_dataset(tfds_name="div2k", scale=SCALE, crop_size=CROP)
+        data.train_dataset(data.DataSource(tfds_name="div2k"), scale=SCALE, crop_size=CROP)

@@ -9,6 +9,7 @@ TFDS `div2k`, decoded once through car_tf.image_io and served by tf.data.
 from car_tf.data.cache import ImageSource, build_image_store
 from car_tf.data.folders import find_image_files, folder_source
 from car_tf.data.pipeline import (
+    DataSource,
     check_crop_size,
     default_crop_size,
     train_dataset,
@@ -16,10 +17,12 @@ from car_tf.data.pipeline import (
     usable_indices,
     validation_dataset,
     validation_images,
+    validation_store,
 )
 from car_tf.data.tfds import tfds_source
 
 __all__ = [
+    "DataSource",
     "ImageSource",
     "build_image_store",
     "check_crop_size",
@@ -32,4 +35,5 @@ __all__ = [
     "usable_indices",
     "validation_dataset",
     "validation_images",
+    "validation_store",
 ]

@@ -11,9 +11,11 @@ Only TensorFlow ops run inside the pipelines (see car_tf.data.cache for why).
 
 Validation: whole images, cropped at the bottom and right to a multiple of
 size_multiple(scale) (the "modcrop" of SR evaluations: the top-left corner and
-pixel grid stay where they were).
+pixel grid stay where they were) by car_tf.protocol.crop_for_scale, with the
+minimum size evaluation uses.
 """
 
+import dataclasses
 import logging
 import os
 
@@ -24,6 +26,7 @@ from car_tf.data import cache as cache_lib
 from car_tf.data import folders
 from car_tf.data import tfds as tfds_lib
 from car_tf.models import min_hr_size, size_multiple
+from car_tf.protocol import crop_for_scale, smallest_hr_side
 
 logger = logging.getLogger(__name__)
 
@@ -49,69 +52,67 @@ def check_crop_size(crop_size, scale):
         )
 
 
-def _sources(
-    data_dirs, split, tfds_name, tfds_split, tfds_data_dir, tfds_image_key, max_pixels, workers
-):
-    if isinstance(data_dirs, (str, os.PathLike)):
-        data_dirs = [data_dirs]
-    sources = []
-    if data_dirs:
-        sources.append(
-            folders.folder_source(data_dirs, split=split, max_pixels=max_pixels, workers=workers)
-        )
-    if tfds_name:
-        sources.append(
-            tfds_lib.tfds_source(
-                tfds_name, split=tfds_split, data_dir=tfds_data_dir, image_key=tfds_image_key
-            )
-        )
-    if not sources:
-        raise ValueError(
-            f"no {'training' if split == 'train' else split} data: give data_dirs, tfds_name, or both"
-        )
-    return sources
+@dataclasses.dataclass(frozen=True)
+class DataSource:
+    """Where images come from: folders of image files, a TFDS data set, or both.
+
+    data_dirs: folder(s) of HR images, searched recursively (a DIV2K root means its
+      DIV2K_train_HR/ or DIV2K_valid_HR/).
+    tfds_name: also (or only) a TFDS data set, e.g. "div2k" (see car_tf.data.tfds);
+      tfds_split (default: "train" for training, "validation" for validation),
+      tfds_data_dir and tfds_image_key say where in it.
+    max_pixels: decompression-bomb limit for image files (image_io.read_image).
+    decode_workers: threads that decode image files; default min(4, CPUs).
+    """
+
+    data_dirs: tuple = ()
+    tfds_name: str = None
+    tfds_split: str = None
+    tfds_data_dir: str = None
+    tfds_image_key: str = tfds_lib.DEFAULT_IMAGE_KEY
+    max_pixels: int = None
+    decode_workers: int = None
+
+    def image_sources(self, split):
+        """The car_tf.data.cache ImageSources for "train" or "validation"."""
+        data_dirs = self.data_dirs
+        if isinstance(data_dirs, (str, os.PathLike)):
+            data_dirs = [data_dirs]
+        sources = []
+        if data_dirs:
+            sources.append(folders.folder_source(
+                data_dirs, split=split, max_pixels=self.max_pixels, workers=self.decode_workers))
+        if self.tfds_name:
+            sources.append(tfds_lib.tfds_source(
+                self.tfds_name, split=self.tfds_split or split, data_dir=self.tfds_data_dir,
+                image_key=self.tfds_image_key))
+        if not sources:
+            raise ValueError(f"no {'training' if split == 'train' else split} data: "
+                             "give data_dirs, tfds_name, or both")
+        return sources
 
 
-def training_store(
-    data_dirs=(),
-    cache="memory",
-    tfds_name=None,
-    tfds_split="train",
-    tfds_data_dir=None,
-    tfds_image_key=tfds_lib.DEFAULT_IMAGE_KEY,
-    max_pixels=None,
-    decode_workers=None,
-):
-    """Decodes the training images once (see car_tf.data.cache) and returns the store."""
-    sources = _sources(
-        data_dirs,
-        "train",
-        tfds_name,
-        tfds_split,
-        tfds_data_dir,
-        tfds_image_key,
-        max_pixels,
-        decode_workers,
-    )
-    return cache_lib.build_image_store(sources, cache)
+def as_source(source):
+    """A DataSource from a DataSource, or from a folder or a list of folders."""
+    return source if isinstance(source, DataSource) else DataSource(data_dirs=source)
+
+
+def training_store(source=(), cache="memory"):
+    """Decodes the training images of `source` (a DataSource, or folders) once (see
+    car_tf.data.cache) and returns the store."""
+    return cache_lib.build_image_store(as_source(source).image_sources("train"), cache)
 
 
 def train_dataset(
-    data_dirs=(),
+    source=(),
     scale=4,
     crop_size=None,
     batch_size=16,
     seed=0,
     cache="memory",
-    tfds_name=None,
-    tfds_split="train",
-    tfds_data_dir=None,
-    tfds_image_key=tfds_lib.DEFAULT_IMAGE_KEY,
     rotate=False,
     start_step=0,
     input_context=None,
-    max_pixels=None,
-    decode_workers=None,
     store=None,
 ):
     """An endless dataset of random HR training crops.
@@ -122,8 +123,8 @@ def train_dataset(
     drawn from (seed, epoch), taking one random crop of it.
 
     Args:
-      data_dirs: folder(s) of HR images, searched recursively (a DIV2K root
-        means its DIV2K_train_HR/).
+      source: a DataSource, or folder(s) of HR images (searched recursively; a
+        DIV2K root means its DIV2K_train_HR/).
       scale: 2 or 4 (any integer >= 2); fixes the crop multiple lcm(8, scale).
       crop_size: HR crop side in pixels; None = default_crop_size(scale)
         (192 at x4, 96 at x2). Must be a multiple of lcm(8, scale).
@@ -131,8 +132,6 @@ def train_dataset(
       seed: integer; the same seed gives the same batches.
       cache: "memory", a folder path (a memory-mapped cache file kept for later
         runs), or "none" (a memory-mapped temporary file); see car_tf.data.cache.
-      tfds_name: also (or only) use a TFDS data set, e.g. "div2k".
-      tfds_split, tfds_data_dir, tfds_image_key: where in TFDS (see car_tf.data.tfds).
       rotate: also rotate crops by a random multiple of 90 degrees (the paper
         uses flips only).
       start_step: the first batch is the one a run from step 0 would have had
@@ -140,8 +139,6 @@ def train_dataset(
       input_context: a tf.distribute.InputContext when called from
         strategy.distribute_datasets_from_function: the dataset then yields
         per-replica batches of this input pipeline's share of the elements.
-      max_pixels: decompression-bomb limit for image files (image_io.read_image).
-      decode_workers: threads that decode image files; default min(4, CPUs).
       store: an already built store (training_store()), instead of decoding.
 
     Returns:
@@ -154,16 +151,7 @@ def train_dataset(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if store is None:
-        store = training_store(
-            data_dirs,
-            cache,
-            tfds_name,
-            tfds_split,
-            tfds_data_dir,
-            tfds_image_key,
-            max_pixels,
-            decode_workers,
-        )
+        store = training_store(source, cache)
     usable = usable_indices(store, crop_size)
 
     pipelines, pipeline_id, local_batch = 1, 0, batch_size
@@ -271,87 +259,50 @@ def _example_fn(store, indices, crop_size, seed, rotate):
     return example
 
 
-def validation_images(
-    data_dirs=(),
-    scale=4,
-    tfds_name=None,
-    tfds_split="validation",
-    tfds_data_dir=None,
-    tfds_image_key=tfds_lib.DEFAULT_IMAGE_KEY,
-    limit=None,
-    max_pixels=None,
-):
+def validation_images(source=(), scale=4, limit=None):
     """Whole validation images, cropped at the bottom/right to a multiple of lcm(8, scale).
 
     Args:
-      data_dirs: folder(s) of HR images (a DIV2K root means its DIV2K_valid_HR/).
-      scale: fixes the multiple; images smaller than min_hr_size(scale) after
-        cropping are skipped with a warning, as are unreadable files.
-      tfds_name, tfds_split, tfds_data_dir, tfds_image_key: a TFDS source.
+      source: a DataSource, or folder(s) of HR images (a DIV2K root means its
+        DIV2K_valid_HR/).
+      scale: fixes the multiple; images smaller than car_tf.protocol's
+        smallest_hr_side(scale) after cropping are skipped with a warning (the rule
+        evaluation follows), as are unreadable files.
       limit: keep only the first `limit` images (full DIV2K validation images
         take 3.4 GB as float32).
-      max_pixels: decompression-bomb limit for image files.
 
     Returns:
       A list of (name, image) with name like "Set5/baby.png" (relative to the
       parent of its data dir; "div2k/validation/00000" for TFDS) and image
       float32 [H, W, 3] in [0, 1], H and W multiples of size_multiple(scale).
     """
-    store = validation_store(
-        data_dirs, scale, tfds_name, tfds_split, tfds_data_dir, tfds_image_key, limit, max_pixels
-    )
+    store = validation_store(source, scale, limit)
     return [
         (name, store.image(index).astype(np.float32) / 255.0)
         for index, name in enumerate(store.names)
     ]
 
 
-def validation_store(
-    data_dirs=(),
-    scale=4,
-    tfds_name=None,
-    tfds_split="validation",
-    tfds_data_dir=None,
-    tfds_image_key=tfds_lib.DEFAULT_IMAGE_KEY,
-    limit=None,
-    max_pixels=None,
-):
+def validation_store(source=(), scale=4, limit=None):
     """An in-memory ImageStore of the validation images (see validation_images)."""
-    sources = _sources(
-        data_dirs,
-        "validation",
-        tfds_name,
-        tfds_split,
-        tfds_data_dir,
-        tfds_image_key,
-        max_pixels,
-        None,
-    )
-    smallest = min_hr_size(scale)
-    multiple = size_multiple(scale)
+    sources = as_source(source).image_sources("validation")
 
     def usable_images():
         kept = 0
-        for source in sources:
-            for name, image in source.images():
+        for image_source in sources:
+            for name, image in image_source.images():
                 if limit is not None and kept >= limit:
                     return
-                height, width = (
-                    image.shape[0] - image.shape[0] % multiple,
-                    image.shape[1] - image.shape[1] % multiple,
-                )
-                if min(height, width) < smallest:
+                cropped = crop_for_scale(image, scale)
+                if cropped is None:
                     logger.warning(
-                        "skipping validation image %s: %dx%d is smaller than %d after cropping to a multiple of %d",
-                        name,
-                        image.shape[1],
-                        image.shape[0],
-                        smallest,
-                        multiple,
+                        "skipping validation image %s: %dx%d is smaller than %d after cropping "
+                        "to a multiple of %d", name, image.shape[1], image.shape[0],
+                        smallest_hr_side(scale), size_multiple(scale),
                     )
                     continue
                 kept += 1
-                yield name, image[:height, :width]
+                yield name, cropped
 
     cropped = cache_lib.ImageSource(
         fingerprint={}, images=usable_images, description="validation images"
@@ -359,17 +310,7 @@ def validation_store(
     return cache_lib.build_image_store([cropped], cache="memory")
 
 
-def validation_dataset(
-    data_dirs=(),
-    scale=4,
-    tfds_name=None,
-    tfds_split="validation",
-    tfds_data_dir=None,
-    tfds_image_key=tfds_lib.DEFAULT_IMAGE_KEY,
-    limit=None,
-    max_pixels=None,
-    store=None,
-):
+def validation_dataset(source=(), scale=4, limit=None, store=None):
     """validation_images as a dataset of batches of one.
 
     Images are decoded once, here, and kept as uint8 (pass `store` from
@@ -380,16 +321,7 @@ def validation_dataset(
       [1, H, W, 3] in [0, 1] (H, W vary between images).
     """
     if store is None:
-        store = validation_store(
-            data_dirs,
-            scale,
-            tfds_name,
-            tfds_split,
-            tfds_data_dir,
-            tfds_image_key,
-            limit,
-            max_pixels,
-        )
+        store = validation_store(source, scale, limit)
     pixels, offsets, shapes = store.tensors()
     names = tf.constant(store.names)
 

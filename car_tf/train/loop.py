@@ -62,15 +62,17 @@ class StopOnSignal:
 
 def default_dataset(config, first_step):
     """car_tf.data.train_dataset over the config's data, starting at batch `first_step`."""
+    source = data.DataSource(
+        config.train_dirs, tfds_name=config.tfds_name or None,
+        tfds_data_dir=config.tfds_data_dir or None,
+    )
     return data.train_dataset(
-        config.train_dirs,
+        source,
         scale=config.scale,
         crop_size=config.crop_size,
         batch_size=config.batch_size,
         seed=config.seed,
         cache=config.cache,
-        tfds_name=config.tfds_name or None,
-        tfds_data_dir=config.tfds_data_dir or None,
         # A resumed run sees the batches the interrupted one would have seen next.
         start_step=first_step,
     )
