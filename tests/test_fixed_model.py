@@ -95,3 +95,19 @@ def test_build_model_builds_either_architecture_from_its_config():
         models.build_model({"architecture": "unet", "scale": 2})
     with pytest.raises(ValueError, match="unknown fixed-kernel config keys"):
         models.build_model({**models.fixed_config(2), "edsr_blocks": 3})
+
+
+def test_reach_covers_what_the_taps_read():
+    model = models.FixedKernelModel(4)
+    model.raw_kernel.assign(_random_kernel(4, 11))
+    hr = tf.random.stateless_uniform([1, 64, 64, 3], seed=[2, 2])
+    reach = model.downscale_reach()
+    # Changing HR pixels just beyond the reach of LR pixel column 8 (HR 32..35) leaves it,
+    # changing one within the reach moves it.
+    lr = model.downscale_outputs(hr)["lr_float"].numpy()[0, :, 8]
+    outside = tf.tensor_scatter_nd_update(hr, [[0, 10, 32 - reach - 1, 0], [0, 10, 36 + reach, 0]],
+                                          [5.0, 5.0])
+    np.testing.assert_array_equal(model.downscale_outputs(outside)["lr_float"].numpy()[0, :, 8], lr)
+    inside = tf.tensor_scatter_nd_update(hr, [[0, 10, 32 - reach, 0]], [5.0])
+    assert not np.array_equal(model.downscale_outputs(inside)["lr_float"].numpy()[0, :, 8], lr)
+    assert model.upscale_reach() == models.BicubicUpscaler(4).reach()

@@ -104,6 +104,15 @@ class FixedKernelModel(RoundTripMethods, keras.Model):
         lr_float = fixed_kernel_downscale(hr, self.kernel(), self.scale)
         return {"lr": self.quantizer(lr_float), "lr_float": lr_float}
 
+    def downscale_reach(self):
+        """HR pixels beyond an LR pixel's s x s footprint that its taps read: s + 1 before
+        it and s after (the module docstring), so s + 1."""
+        return self.scale + 1
+
+    def upscale_reach(self):
+        """LR pixels beyond an SR tile's footprint that the bicubic upscaler reads."""
+        return self.upscaler.reach()
+
     def get_config(self):
         config = {key: value for key, value in self._fixed_config.items() if key != "architecture"}
         return {"name": self.name, "trainable": self.trainable, **config}
