@@ -22,6 +22,8 @@ import os
 import sys
 import time
 
+from car_tf.models.car import UPSCALERS
+from car_tf.ops import IMPLEMENTATIONS
 from car_tf.progress import Progress
 
 # The heavy modules (models, inference) are imported once a command runs.
@@ -69,7 +71,7 @@ def build_parser():
         sub.add_argument("--model", default=None,
                          help="bundled model name, .keras file or training model_dir "
                               "(default: the bundled model for --scale and --upscaler)")
-        sub.add_argument("--upscaler", choices=("bicubic", "edsr"), default="bicubic",
+        sub.add_argument("--upscaler", choices=UPSCALERS, default="bicubic",
                          help="which bundled model is the default (ignored with --model)")
         sub.add_argument("--tile", type=int, default=DEFAULT_TILE,
                          help="tile side in HR pixels; tiles overlap by the receptive field, "
@@ -81,7 +83,7 @@ def build_parser():
         sub.add_argument("--max_pixels", type=int, default=None,
                          help="refuse images with more pixels than this (decompression-bomb "
                               "guard; default: Pillow's limit; 0 = no limit)")
-        sub.add_argument("--resampler_impl", choices=("auto", "custom", "composite"),
+        sub.add_argument("--resampler_impl", choices=IMPLEMENTATIONS,
                          default="auto", help="adaptive resampler implementation")
         sub.add_argument("--bfloat16", action="store_true",
                          help="run the networks' convolutions in bfloat16 (oneDNN; fast on CPUs "

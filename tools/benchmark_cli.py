@@ -37,12 +37,16 @@ import time
 
 from absl import app, flags
 
+from car_tf.cli import COMMANDS
+from car_tf.ops import IMPLEMENTATIONS
+
 flags.DEFINE_float("megapixels", 12.0, "Size of the test photo (4:3), in millions of pixels.")
 flags.DEFINE_integer("scale", 4, "Scale factor.")
 flags.DEFINE_string("model", None, "Model name or path (default: bundled, else lite random).")
 flags.DEFINE_integer("tile", None, "--tile for the car command (default: its default).")
-flags.DEFINE_list("commands", ["downscale", "roundtrip"], "car commands to time.")
-flags.DEFINE_enum("resampler_impl", "auto", ["auto", "custom", "composite"],
+flags.DEFINE_list("commands", ["downscale", "roundtrip"],
+                  f"car commands to time, of {', '.join(COMMANDS)}.")
+flags.DEFINE_enum("resampler_impl", "auto", IMPLEMENTATIONS,
                   "Adaptive resampler implementation.")
 flags.DEFINE_bool("bfloat16", False, "Pass --bfloat16 to the car command.")
 flags.DEFINE_string("work_dir", None, "Where the photo and outputs go (default: a temp folder).")

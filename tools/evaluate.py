@@ -25,6 +25,9 @@ import sys
 
 from absl import app, flags, logging
 
+from car_tf.metrics import PROTOCOLS
+from car_tf.ops import IMPLEMENTATIONS
+
 flags.DEFINE_string(
     "model", None, "CAR model: a bundled name, a .keras file or a training model_dir."
 )
@@ -36,7 +39,7 @@ flags.DEFINE_bool("per_image", False, "Also report each image's scores.")
 flags.DEFINE_enum(
     "protocol",
     "standard",
-    ["standard", "car_compat"],
+    PROTOCOLS,
     "standard: Y PSNR/SSIM as EDSR/RCAN tables; car_compat: as the CAR authors' script.",
 )
 flags.DEFINE_integer(
@@ -53,7 +56,7 @@ flags.DEFINE_string(
 flags.DEFINE_enum(
     "resampler_impl",
     "auto",
-    ["auto", "custom", "composite"],
+    IMPLEMENTATIONS,
     "Adaptive resampler implementation of the CAR model.",
 )
 flags.DEFINE_string(
@@ -74,7 +77,7 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
-    # Imported after flag parsing so that --help is quick.
+    # Imported once flags are parsed: the model and evaluation modules are heavy.
     from car_tf import codecs, evaluation, image_io, pretrained
 
     try:

@@ -9,6 +9,7 @@ later flags on the command line override the file's.
 from absl import flags
 
 from car_tf import data, models
+from car_tf.models.resampler_net import KERNEL_NORMALIZATIONS
 from car_tf.ops import IMPLEMENTATIONS
 from car_tf.train.config import MODES, TrainConfig
 
@@ -38,7 +39,7 @@ flags.DEFINE_integer("resampler_trunk_features", None, "ResamplerNet trunk and h
 flags.DEFINE_integer("resampler_trunk_depth", None, "ResamplerNet 3x3 convs per trunk.")
 flags.DEFINE_integer("resampler_head_kernel_size", None,
                      "Side of the ResamplerNet heads' last convs, 1 or 3 (paper 3).")
-flags.DEFINE_enum("resampler_kernel_normalization", None, ["clamp", "softmax", "signed"],
+flags.DEFINE_enum("resampler_kernel_normalization", None, KERNEL_NORMALIZATIONS,
                   "How raw kernel outputs become weights summing to 1: clamp (authors' code), "
                   "softmax, or signed (negative taps allowed; starts from the area average).")
 flags.DEFINE_integer("edsr_blocks", None, "EDSR residual blocks.")
