@@ -62,3 +62,23 @@ def test_fraction_at_floor_counts_the_taps_the_clamp_set():
     report = kernel_analysis.analyse(model, [photo(32, 32, 4)])
     assert report.fraction_at_floor == pytest.approx(10 / 49, abs=1e-6)
     assert report.kernel_spatial_std < 1e-6
+
+
+def test_under_a_codec_each_variant_gets_an_rd_curve_and_bd_deltas():
+    qualities = [30, 50, 70, 90]
+    # Without adaptivity the three variants make the same LR: the same curve, zero deltas.
+    flat = kernel_analysis.analyse(_model("signed"), [photo(48, 64, 1)], "jpeg", qualities)
+    assert [q for q, _, _ in flat.codec_points["model"]] == qualities
+    assert flat.codec_points["model"] == flat.codec_points["mean kernel"]
+    assert flat.codec_deltas["model"] == pytest.approx((0.0, 0.0), abs=1e-9)
+    # A model whose kernels and offsets vary makes other LR images, so other curves.
+    model = _model("clamp")
+    for head in (model.resampler.offset_x_head, model.resampler.offset_y_head):
+        head[-1].bias.assign(tf.ones_like(head[-1].bias))
+    varied = kernel_analysis.analyse(model, [photo(48, 64, 1)], "webp", qualities)
+    assert varied.codec_points["model"] != varied.codec_points["mean kernel"]
+    rate, psnr = varied.codec_deltas["model"]
+    assert np.isfinite(rate) and np.isfinite(psnr) and abs(psnr) > 1e-3
+    assert any("BD-rate" in line for line in varied.lines())
+    with pytest.raises(ValueError, match="1..100"):
+        kernel_analysis.analyse(model, [photo(48, 64, 1)], "jpeg", [0])
