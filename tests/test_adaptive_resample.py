@@ -157,13 +157,14 @@ def test_offsets_move_taps_by_offset_unit_hr_pixels():
 # ---- gradients -------------------------------------------------------------------------------
 
 
-def test_gradients_match_finite_differences():
+@pytest.mark.parametrize("impl", ["custom", "composite"])
+def test_gradients_match_finite_differences(impl):
     image, kernels, offsets_x, offsets_y, unit = off_grid_inputs(0)
 
     # One traced graph, so that the ~1300 evaluations of the finite differences stay cheap.
     @tf.function
     def resample(image, kernels, offsets_x, offsets_y):
-        return ops.adaptive_resample(image, kernels, offsets_x, offsets_y, unit, impl="custom")
+        return ops.adaptive_resample(image, kernels, offsets_x, offsets_y, unit, impl=impl)
 
     theoretical, numerical = tf.test.compute_gradient(resample, [image, kernels, offsets_x, offsets_y])
     for name, analytic, numeric in zip(("image", "kernels", "offsets_x", "offsets_y"), theoretical, numerical):

@@ -1,27 +1,16 @@
 """The pure-TF twin of the adaptive resampler (car_tf.ops.adaptive_resample_composite) on
-its own: gradients by autodiff and shapes known only at run time. Its agreement with the
-custom op and the references is in tests/test_adaptive_resample.py."""
+its own: shapes known only at run time, the op's size check, 64-bit indices. Its agreement
+with the custom op and the references, and its gradients against finite differences, are in
+tests/test_adaptive_resample.py."""
+
+import re
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from car_tf import ops
 from resample_reference import adaptive_resample_numpy, off_grid_inputs, random_inputs
-
-
-def test_gradients_match_finite_differences():
-    image, kernels, offsets_x, offsets_y, unit = off_grid_inputs(0)
-
-    # One traced graph, so that the ~1300 evaluations of the finite differences stay cheap.
-    @tf.function
-    def resample(image, kernels, offsets_x, offsets_y):
-        return ops.adaptive_resample_composite(image, kernels, offsets_x, offsets_y, unit)
-
-    theoretical, numerical = tf.test.compute_gradient(resample, [image, kernels, offsets_x, offsets_y])
-    for name, analytic, numeric in zip(("image", "kernels", "offsets_x", "offsets_y"), theoretical, numerical):
-        assert np.abs(numeric).max() > 1e-3, f"{name}: the check exercised nothing"
-        error = np.abs(analytic - numeric).max()
-        assert error < 1e-6, f"{name}: max error {error}"
 
 
 def test_unknown_static_shapes():
@@ -69,3 +58,40 @@ def test_unmoved_tap_positions_are_where_the_resampler_reads():
             np.testing.assert_allclose(
                 out[0, inside, inside, 1],
                 np.broadcast_to(centres[inside, None] + positions[tap // k], (lr - 4, lr - 4)))
+
+
+@pytest.mark.parametrize("static", [True, False])
+@pytest.mark.parametrize("image_shape", [(2, 3, 8, 3), (2, 8, 3, 3)])
+def test_too_small_images_are_refused_with_the_ops_message(static, image_shape):
+    image = tf.zeros(image_shape)
+    taps = tf.zeros((2, 4, 4, 49))  # k = 7, k/2 = 3
+    expected = (f"image height and width must exceed k/2 = 3 for reflection padding, "
+                f"got [{','.join(map(str, image_shape))}] with k = 7")
+    resample = ops.adaptive_resample_composite
+    if not static:
+        spec = tf.TensorSpec([None, None, None, None], tf.float32)
+        resample = tf.function(lambda *a: ops.adaptive_resample_composite(*a, 2.0),
+                               input_signature=[spec] * 4)
+        call = lambda: resample(image, taps, taps, taps)  # noqa: E731
+    else:
+        call = lambda: resample(image, taps, taps, taps, 2.0)  # noqa: E731
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(expected)):
+        call()
+    # One pixel more is enough, and an empty output reads nothing.
+    bigger = [size + 1 if size == 3 and axis in (1, 2) else size
+              for axis, size in enumerate(image_shape)]
+    if static:
+        ops.adaptive_resample_composite(tf.zeros(bigger), taps, taps, taps, 2.0)
+        empty = tf.zeros((2, 0, 4, 49))
+        ops.adaptive_resample_composite(image, empty, empty, empty, 2.0)
+    else:
+        resample(tf.zeros(bigger), taps, taps, taps)
+
+
+def test_gather_indices_are_64_bit():
+    # N * H * W past 2^31 cannot be run here; the indices' dtype is what keeps them whole.
+    spec = tf.TensorSpec([None, None, None, None], tf.float32)
+    graph = tf.function(lambda *a: ops.adaptive_resample_composite(*a, 2.0)).get_concrete_function(
+        spec, spec, spec, spec).graph
+    gathers = [op for op in graph.get_operations() if op.type == "GatherV2"]
+    assert gathers and all(op.inputs[1].dtype == tf.int64 for op in gathers)

@@ -28,6 +28,33 @@ def _kernel_size(taps):
     return tf.cast(tf.round(tf.sqrt(tf.cast(taps, tf.float32))), tf.int32)
 
 
+def _check_image_size(image, kernels, k):
+    """The op's own check (custom_ops/cc/kernels/adaptive_resample_op.cc), with its message:
+    REFLECT padding by k/2 needs at least k/2 + 1 pixels along each axis, else the indices
+    go negative (an error on CPU, silent zeros on GPU).
+
+    Returns `image`, behind a run-time assertion where the sizes are not static.
+    """
+    pad = k // 2
+    message = "image height and width must exceed k/2 = {} for reflection padding, got {} with k = {}"
+    sizes = [dimension(image, axis) for axis in range(4)]
+    out_pixels = dimension(kernels, 1), dimension(kernels, 2)
+    static = all(isinstance(value, int) for value in (*sizes, *out_pixels, k))
+    if static:
+        empty = out_pixels[0] * out_pixels[1] * sizes[0] == 0 or sizes[3] == 0
+        if not empty and (sizes[1] <= pad or sizes[2] <= pad):
+            shape = "[" + ",".join(str(size) for size in sizes) + "]"
+            raise tf.errors.InvalidArgumentError(None, None, message.format(pad, shape, k))
+        return image
+    shape = tf.shape(image)
+    empty = tf.logical_or(tf.reduce_prod(tf.shape(kernels)[:3]) == 0, shape[3] == 0)
+    fits = tf.logical_and(shape[1] > pad, shape[2] > pad)
+    text = tf.strings.format(message.format("{}", "[{},{},{},{}]", "{}"),
+                             (pad, shape[0], shape[1], shape[2], shape[3], k))
+    with tf.control_dependencies([tf.debugging.Assert(tf.logical_or(empty, fits), [text])]):
+        return tf.identity(image)
+
+
 def _reflect_index(index, length, pad):
     """tf.pad(mode="REFLECT") by `pad` followed by clamping to the padded edge."""
     index = tf.clip_by_value(index, -pad, length - 1 + pad)
@@ -87,6 +114,7 @@ def adaptive_resample_composite(image, kernels, offsets_x, offsets_y, offset_uni
     taps = dimension(kernels, 3)
     k = _kernel_size(taps)
     pad = k // 2
+    image = _check_image_size(image, kernels, k)
 
     def centres(out_size, in_size):
         # Eq. 1 of the paper, generalised to non-integer ratios.
@@ -115,10 +143,14 @@ def adaptive_resample_composite(image, kernels, offsets_x, offsets_y, offset_uni
     bottom = _reflect_index(y0 + 1, in_height, pad)
 
     flat_image = tf.reshape(image, [-1, channels])
-    image_base = (tf.range(batch) * in_height * in_width)[:, None, None, None]
+    # int64: N * H * W passes 2^31 (a batch of 16 crops of 12 MP images) and int32 would wrap.
+    width64 = tf.cast(in_width, tf.int64)
+    image_base = (tf.range(tf.cast(batch, tf.int64)) * tf.cast(in_height, tf.int64)
+                  * width64)[:, None, None, None]
 
     def corner(rows, cols):
-        return tf.gather(flat_image, image_base + rows * in_width + cols)
+        return tf.gather(flat_image, image_base + tf.cast(rows, tf.int64) * width64
+                         + tf.cast(cols, tf.int64))
 
     one = tf.constant(1, dtype)
     sampled = (
