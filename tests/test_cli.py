@@ -243,8 +243,21 @@ def test_banded_scores_equal_whole_image_metrics():
     assert cli.scores(reference[:12, :12], result[:12, :12], shave=2)[1] is None
 
 
+def _cpu_runs_onednn_bfloat16():
+    """Whether TensorFlow's oneDNN bfloat16 rewrite applies on this CPU (it needs AVX512F,
+    AVX-NE-CONVERT or AMX; elsewhere --bfloat16 leaves every graph as it is)."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            flags = set(handle.read().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512f", "avx_ne_convert", "amx_bf16"})
+
+
 @pytest.mark.slow
-def test_bfloat16_flag_stays_within_a_level_or_two_of_float32(model_dir, tmp_path):
+def test_bfloat16_flag_changes_the_result_by_a_level_or_two(model_dir, tmp_path):
+    if not _cpu_runs_onednn_bfloat16():
+        pytest.skip("this CPU has no oneDNN bfloat16 path: --bfloat16 can change nothing here")
     Image.fromarray(photo(48, 64, 11)).save(tmp_path / "x.png")
     outputs = {}
     for label, extra in (("f32", []), ("bf16", ["--bfloat16"])):
@@ -253,4 +266,6 @@ def test_bfloat16_flag_stays_within_a_level_or_two_of_float32(model_dir, tmp_pat
         assert result.returncode == 0, result.stderr
         outputs[label] = np.asarray(Image.open(tmp_path / label / "x.png")).astype(int)
     assert outputs["f32"].shape == (24, 32, 3)
-    assert np.abs(outputs["f32"] - outputs["bf16"]).max() <= 2
+    difference = np.abs(outputs["f32"] - outputs["bf16"])
+    # Some pixels move (the convolutions did run in bfloat16), none by more than two levels.
+    assert 0 < difference.max() <= 2

@@ -162,6 +162,7 @@ _LOAD_CHECK = textwrap.dedent(
         cpu = library.adaptive_resample(image, kernels, offsets_x, offsets_y, offset_unit=2.0)
     np.testing.assert_allclose(cpu.numpy(), expected, atol=1e-10)
     print("cpu ok")
+    print(f"gpus {len(tf.config.list_physical_devices('GPU'))}")
 
     if tf.config.list_physical_devices("GPU") and sys.argv[3] == "1":
         args = [tf.constant(a, tf.float32) for a in (image, kernels, offsets_x, offsets_y)]
@@ -228,6 +229,12 @@ def test_setup_py_compiles_and_links_the_cuda_kernels_into_a_loadable_library(tm
     )
     assert check.returncode == 0, check.stderr[-4000:]
     assert "cpu ok" in check.stdout
+    # With a GPU in sight, "cpu ok" is not enough: the GPU kernels must have run and agreed.
+    if "gpus 0" not in check.stdout:
+        if not matched:
+            pytest.skip(f"a GPU is visible but nvcc {cuda_build.nvcc_version(nvcc)} differs from "
+                        f"TF's CUDA {tf_cuda}: such a build is unverified (docs/CUDA.md)")
+        assert "gpu ok" in check.stdout, check.stdout
 
 
 @pytest.mark.slow
