@@ -4,7 +4,9 @@
       --data_dir=data/val/Set5 --data_dir=data/val/Set14
 
 The scores are computed with the standard protocol (car_tf.evaluation) and stored in
-metrics.json beside the weights, together with this command's arguments.
+metrics.json beside the weights, together with this command's arguments. With
+--lr_codec=jpeg|webp and --lr_quality, the rate-distortion points and Bjontegaard deltas
+(car_tf.evaluation.rate_distortion) are stored too, under "rate_distortion".
 """
 
 import sys
@@ -19,11 +21,20 @@ flags.DEFINE_multi_string("data_dir", [], "Validation folders to score the model
 flags.DEFINE_string("baseline_model", None, "SR model trained on bicubic LR, for the bicubic+edsr row.")
 flags.DEFINE_string("checkpoint", None, "Checkpoint prefix to bundle (e.g. runs/x/ckpt-3000), or best (the best-validated weights); default the latest.")
 flags.DEFINE_string("note", "", "Free text stored in metrics.json (e.g. how far training got).")
+flags.DEFINE_string("lr_codec", "png", "Also store RD points under this codec (jpeg or webp).")
+flags.DEFINE_multi_integer("lr_quality", [], "Codec qualities 1..100 for --lr_codec.")
 
 
 def main(argv):
     del argv
     FLAGS = flags.FLAGS
+    from car_tf import codecs
+    from car_tf.evaluation import rate_distortion
+
+    try:
+        codecs.check_codec(FLAGS.lr_codec, FLAGS.lr_quality)
+    except codecs.CodecError as error:
+        sys.exit(f"package_model.py: error: {error}")
     try:
         model = pretrained.load_model_checkpoint(FLAGS.model_dir, FLAGS.checkpoint)
         if pretrained.training_mode(FLAGS.model_dir) == "sr_baseline":
@@ -34,6 +45,10 @@ def main(argv):
             baseline = pretrained.load_model(FLAGS.baseline_model) if FLAGS.baseline_model else None
             report = evaluation.evaluate(model, FLAGS.data_dir, baseline=baseline,
                                        progress_stream=False)
+        coded = None
+        if FLAGS.lr_codec != "png":
+            coded = rate_distortion.evaluate(model, FLAGS.data_dir, FLAGS.lr_codec,
+                                             FLAGS.lr_quality)
     except (ValueError, OSError) as error:
         sys.exit(f"package_model.py: error: {error}")
     metrics = {
@@ -43,6 +58,9 @@ def main(argv):
         "command": " ".join(sys.argv),
     }
     print(evaluation.markdown(report))
+    if coded is not None:
+        metrics["rate_distortion"] = coded.as_json()
+        print(rate_distortion.markdown(coded))
     print(pretrained.package_model(FLAGS.model_dir, FLAGS.name, metrics, checkpoint=FLAGS.checkpoint))
 
 
