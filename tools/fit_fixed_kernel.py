@@ -37,9 +37,9 @@ def main(argv):
     options = flags.FLAGS
     if not options.train_dirs or not options.data_dir:
         sys.exit("fit_fixed_kernel.py: error: give --train_dirs and --data_dir")
-    kernel = fixed_kernel.FixedKernel(options.scale, options.parameterisation)
-    losses = fixed_kernel.fit(kernel, _read(options.train_dirs, "train"), options.steps, options.crop_size,
-                              options.batch_size, options.learning_rate, options.seed)
+    kernel = fixed_kernel.fixed_kernel_model(options.scale, options.parameterisation)
+    losses = fixed_kernel.fit(kernel, _read(options.train_dirs, "train"), options.steps,
+                              options.crop_size, options.batch_size, options.learning_rate, options.seed)
     print(f"x{options.scale} {options.parameterisation}: mean L1 {np.mean(losses[:50]):.5f} over "
           f"the first 50 steps, {np.mean(losses[-50:]):.5f} over the last 50")
     for folder in options.data_dir:
