@@ -125,13 +125,20 @@ def conv2d(filters, kernel_size, padding, activation=None, name=None):
     )
 
 
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class SpaceToDepth(keras.layers.Layer):
-    """[N, H, W, C] -> [N, H/b, W/b, C*b*b] (tf.nn.space_to_depth, "pixel unshuffle")."""
+class _BlockLayer(keras.layers.Layer):
+    """A weight-free layer that moves pixels between space and depth in b x b blocks."""
 
     def __init__(self, block_size, **kwargs):
         super().__init__(**kwargs)
         self.block_size = int(block_size)
+
+    def get_config(self):
+        return {**super().get_config(), "block_size": self.block_size}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class SpaceToDepth(_BlockLayer):
+    """[N, H, W, C] -> [N, H/b, W/b, C*b*b] (tf.nn.space_to_depth, "pixel unshuffle")."""
 
     def call(self, inputs):
         return tf.nn.space_to_depth(inputs, self.block_size)
@@ -145,17 +152,10 @@ class SpaceToDepth(keras.layers.Layer):
         """One output pixel is made of block_size input pixels."""
         return start * self.block_size, end * self.block_size
 
-    def get_config(self):
-        return {**super().get_config(), "block_size": self.block_size}
-
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
-class DepthToSpace(keras.layers.Layer):
+class DepthToSpace(_BlockLayer):
     """[N, H, W, C*b*b] -> [N, H*b, W*b, C] (tf.nn.depth_to_space, sub-pixel "pixel shuffle")."""
-
-    def __init__(self, block_size, **kwargs):
-        super().__init__(**kwargs)
-        self.block_size = int(block_size)
 
     def call(self, inputs):
         if self.block_size == 1:
@@ -170,9 +170,6 @@ class DepthToSpace(keras.layers.Layer):
     def input_interval(self, start, end):
         """block_size output pixels come from one input pixel."""
         return math.floor(start / self.block_size), math.ceil(end / self.block_size)
-
-    def get_config(self):
-        return {**super().get_config(), "block_size": self.block_size}
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
