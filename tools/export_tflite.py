@@ -12,20 +12,17 @@ Usage:
 
 from absl import app, flags
 
-from car_tf import renamed_flags
-from car_tf.export.tflite import QUANTIZATIONS
+from car_tf import pretrained, renamed_flags
+from car_tf.export import tflite
 
 flags.DEFINE_string("model", None, "CAR model: a bundled name, a .keras file or a training model_dir.")
 flags.DEFINE_string("out_dir", None, "Folder for the .tflite files.")
 renamed_flags.define_old_name("output_dir")
 flags.DEFINE_integer("height", 512, "HR input height of the downscaler.", lower_bound=1)
 flags.DEFINE_integer("width", 512, "HR input width of the downscaler.", lower_bound=1)
-flags.DEFINE_multi_enum(
-    "quantization",
-    ["float32"],
-    QUANTIZATIONS,
-    "float32; float16 weights; or dynamic_range (int8 weights, float activations). Repeatable.",
-)
+flags.DEFINE_multi_enum("quantization", ["float32"], tflite.QUANTIZATIONS,
+                        "float32; float16 weights; or dynamic_range (int8 weights, float "
+                        "activations). Repeatable.")
 flags.mark_flags_as_required(["model", "out_dir"])
 
 FLAGS = flags.FLAGS
@@ -33,15 +30,11 @@ FLAGS = flags.FLAGS
 
 def main(argv):
     del argv
-    from car_tf import pretrained
-    from car_tf.export import tflite
-
     try:
         model = pretrained.load_model(FLAGS.model, "composite")
         for quantization in dict.fromkeys(FLAGS.quantization):
-            paths = tflite.export_tflite(
-                model, FLAGS.out_dir, FLAGS.height, FLAGS.width, quantization
-            )
+            paths = tflite.export_tflite(model, FLAGS.out_dir, FLAGS.height, FLAGS.width,
+                                         quantization)
             print(paths["downscaler"])
             print(paths["upscaler"])
     except (ValueError, OSError) as error:
