@@ -1,6 +1,6 @@
 """Fits the best single fixed downscaling kernel for the bicubic upscaler and scores it.
 
-A yardstick for CAR's kernel design (car_tf.fixed_kernel, docs/RESULTS.md):
+A yardstick for CAR's kernel design (car_tf.analysis.fixed_kernel, docs/RESULTS.md):
 
   python tools/fit_fixed_kernel.py --scale=2 --parameterisation=signed \
       --train_dirs=DATA/train --data_dir=DATA/val/Set5 --data_dir=DATA/val/Set14

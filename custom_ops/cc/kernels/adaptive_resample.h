@@ -1,5 +1,9 @@
-// The adaptive resampler of CAR (Sun & Chen, TIP 2020, eqs. 1-6), written once
-// over raw pointers so that the CPU kernels and the CUDA kernels share the math.
+// The adaptive resampler of CAR (Sun & Chen, TIP 2020, eqs. 1-6), over raw
+// pointers so that the CPU kernels and the CUDA kernels share the math: the
+// per-pixel functions below serve CUDA and float64, and float32 on the CPU runs
+// a second, vectorised copy of them (the tap blocks at the end of this file)
+// that performs the same operations in the same order, so both give bitwise
+// the same results (tests/test_adaptive_resample.py checks it).
 //
 // Layout is NHWC throughout:
 //   image      [N, H, W, C]
@@ -16,10 +20,6 @@
 // so a tap reads one pixel, not a 2x2 blend. Corner indices go through
 // ReflectIndex, which equals tf.pad(mode="REFLECT") by pad() = floor(k/2) followed
 // by clamping to the padded edge, without materialising a padded copy.
-//
-// The per-pixel functions serve the GPU and float64; float32 on the CPU runs
-// the tap-block versions at the end of this file, which vectorise and give
-// bitwise the same results.
 
 #ifndef CAR_TF_CUSTOM_OPS_CC_KERNELS_ADAPTIVE_RESAMPLE_H_
 #define CAR_TF_CUSTOM_OPS_CC_KERNELS_ADAPTIVE_RESAMPLE_H_
