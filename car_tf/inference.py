@@ -76,6 +76,39 @@ def plan_tiles(height, width, tile, halo, align=1):
     ]
 
 
+def read_window(source, tile):
+    """The uint8 window of `source` [H, W, C] that `tile` reads; past its bottom/right
+    edges (the padding to the size multiple) the source reads reflected."""
+    height, width = source.shape[:2]
+    wy0, wy1, wx0, wx1 = tile.window
+    rows = reflect_indices(wy0, wy1, height).numpy()
+    cols = reflect_indices(wx0, wx1, width).numpy()
+    return source[rows[:, None], cols[None, :]]
+
+
+def write_core(output, tile, result, factor):
+    """Copies the part of `result` (the output for the tile's window) that is the tile's
+    core into its place in `output`, clipped to output's (unpadded) size.
+
+    factor: output pixels per input pixel, a Fraction (1/scale or scale); its products
+      with the tile coordinates must be whole numbers.
+    """
+
+    def out(value):
+        scaled = value * factor
+        if scaled.denominator != 1:
+            raise ValueError(f"tile coordinate {value} times {factor} is not whole: misaligned")
+        return int(scaled)
+
+    wy0, _, wx0, _ = tile.window
+    cy0, cy1, cx0, cx1 = tile.core
+    oy0, oy1 = out(cy0), min(out(cy1), output.shape[0])
+    ox0, ox1 = out(cx0), min(out(cx1), output.shape[1])
+    if oy1 > oy0 and ox1 > ox0:
+        ry0, rx0 = out(cy0 - wy0), out(cx0 - wx0)
+        output[oy0:oy1, ox0:ox1] = result[ry0:ry0 + oy1 - oy0, rx0:rx0 + ox1 - ox0]
+
+
 def run_tiled(source, fn, out_shape, factor, tiles, progress=None):
     """Runs fn over tiles of `source` and assembles the uint8 output.
 
@@ -93,28 +126,9 @@ def run_tiled(source, fn, out_shape, factor, tiles, progress=None):
     Returns:
       uint8 numpy array of out_shape.
     """
-    height, width = source.shape[:2]
     output = np.empty(out_shape, np.uint8)
-
-    def out(value):
-        scaled = value * factor
-        if scaled.denominator != 1:
-            raise ValueError(f"tile coordinate {value} times {factor} is not whole: misaligned")
-        return int(scaled)
-
     for index, tile in enumerate(tiles):
-        wy0, wy1, wx0, wx1 = tile.window
-        cy0, cy1, cx0, cx1 = tile.core
-        rows = reflect_indices(wy0, wy1, height).numpy()
-        cols = reflect_indices(wx0, wx1, width).numpy()
-        window = source[rows[:, None], cols[None, :]]
-        result = fn(window)
-        # The core's place in the output, clipped to the unpadded output size.
-        oy0, oy1 = out(cy0), min(out(cy1), out_shape[0])
-        ox0, ox1 = out(cx0), min(out(cx1), out_shape[1])
-        if oy1 > oy0 and ox1 > ox0:
-            ry0, rx0 = out(cy0 - wy0), out(cx0 - wx0)
-            output[oy0:oy1, ox0:ox1] = result[ry0:ry0 + oy1 - oy0, rx0:rx0 + ox1 - ox0]
+        write_core(output, tile, fn(read_window(source, tile)), factor)
         if progress is not None:
             progress(index + 1, len(tiles))
     return output
