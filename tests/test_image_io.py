@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from car_tf import image_io
+from car_tf.image_io import write as image_io_write
 from car_tf.image_io import ImageReadError, ImageWriteError, read_image, write_image
 
 
@@ -287,6 +287,17 @@ def test_write_picks_the_format_from_the_extension(tmp_path):
             assert image.format == expected
 
 
+def test_png_compress_level_trades_size_and_stays_lossless(tmp_path):
+    yy, xx = np.mgrid[0:64, 0:96]
+    rgb = np.stack([xx * 2, yy * 3, (xx + yy) % 7 * 30], axis=-1).astype(np.uint8)
+    sizes = {}
+    for level in (0, 9):
+        write_image(tmp_path / f"x{level}.png", rgb, png_compress_level=level)
+        np.testing.assert_array_equal(read_image(tmp_path / f"x{level}.png").rgb, rgb)
+        sizes[level] = os.path.getsize(tmp_path / f"x{level}.png")
+    assert sizes[0] > 64 * 96 * 3 > 4 * sizes[9]
+
+
 def test_write_is_atomic_and_leaves_no_temporary_files(tmp_path, monkeypatch):
     target = tmp_path / "out.png"
     write_image(target, _noise(4, 4, seed=1))
@@ -326,7 +337,7 @@ def test_write_errors_are_one_line(tmp_path, monkeypatch):
         raise PermissionError(13, "Permission denied")
 
     # Root ignores folder permissions, so a read-only folder is simulated.
-    monkeypatch.setattr(image_io.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(image_io_write.tempfile, "mkstemp", refuse)
     with pytest.raises(ImageWriteError, match="Permission denied") as error:
         write_image(tmp_path / "out.png", rgb)
     _assert_one_line_naming(error, tmp_path / "out.png")
@@ -353,30 +364,3 @@ def test_write_rejects_bad_arrays(tmp_path):
         write_image(
             tmp_path / "a.png", np.zeros((2, 2, 3), np.uint8), alpha=np.zeros((3, 2), np.uint8)
         )
-
-
-def test_list_images(tmp_path):
-    for relative in [
-        "b.png",
-        "a.JPG",
-        "notes.txt",
-        ".hidden.png",
-        "sub/c.webp",
-        "sub/deeper/d.tiff",
-        ".git/e.png",
-    ]:
-        path = tmp_path / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"x")
-    found = image_io.list_images(tmp_path)
-    assert found == [
-        str(tmp_path / "a.JPG"),
-        str(tmp_path / "b.png"),
-        str(tmp_path / "sub" / "c.webp"),
-        str(tmp_path / "sub" / "deeper" / "d.tiff"),
-    ]
-    assert image_io.list_images([tmp_path], recursive=False) == found[:2]
-    # Named files are kept whatever they are, and so are missing paths, so that
-    # read_image can name them; duplicates go.
-    named = [tmp_path / "notes.txt", tmp_path / "missing.png", tmp_path / "b.png"]
-    assert image_io.list_images(named + [tmp_path / "b.png"]) == [str(path) for path in named]
