@@ -12,8 +12,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from car_tf import image_io, models
-from car_tf.protocol import bicubic_downscale, crop_to_multiple
+from car_tf import image_io
+from car_tf.protocol import bicubic_downscale, crop_for_scale
 
 
 def format_duration(seconds):
@@ -70,15 +70,15 @@ def summary_images(model, config):
     images, offsets = [], {"offsets_x": [], "offsets_y": []}
     if not config.val_dirs or config.summary_images < 1:
         return images, {}
-    multiple = models.size_multiple(config.scale)
     for path in image_io.list_images(config.val_dirs[:1])[: config.summary_images]:
         try:
             rgb = image_io.read_image(path).rgb
         except image_io.ImageReadError:
             continue  # validation has noted it
-        hr = crop_to_multiple(rgb, multiple)[np.newaxis].astype(np.float32) / 255.0
-        if min(hr.shape[1:3]) < models.min_hr_size(config.scale):
-            continue
+        cropped = crop_for_scale(rgb, config.scale)
+        if cropped is None:
+            continue  # too small: validation has noted it too
+        hr = cropped[np.newaxis].astype(np.float32) / 255.0
         if config.mode == "car":
             outputs = model(hr, training=False)
             lr, sr = outputs["lr"], outputs["sr"]
