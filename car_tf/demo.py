@@ -3,12 +3,14 @@
 For every bundled CAR model it downscales the sample images with CAR and with
 bicubic, upscales them again, prints the PSNR/SSIM table (Y channel,
 shave = scale) and writes the tables and comparison pictures to
-<out_dir>/<model name>/, so each model keeps its own pictures.
+<out_dir>/<model name>/, so each model keeps its own pictures. <out_dir>/index.html
+shows every model's tables and images on one page (car_tf.evaluation.html_report).
 """
 
 import os
 
 from car_tf import evaluation, pretrained
+from car_tf.evaluation import html_report, views
 from car_tf.sample_data import SAMPLE_DIR
 
 # The order the demo shows the bundled models in.
@@ -26,7 +28,7 @@ def run_demo(out_dir, model_names=None, figures=5):
     prints the tables. Returns the folders written, one per model."""
     bundled = pretrained.bundled_models()
     names = list(model_names or [name for name in DEMO_MODELS if name in bundled])
-    folders = []
+    folders, reports = [], []
     for name in names:
         model = pretrained.load_model(name)
         baseline = None
@@ -36,10 +38,22 @@ def run_demo(out_dir, model_names=None, figures=5):
         report = evaluation.evaluate_folder(
             model, SAMPLE_DIR, baseline=baseline, dataset="samples", figures_count=figures,
             figures_dir=folder, progress_stream=False,
+            views_dir=os.path.join(folder, views.VIEWS_FOLDER),
         )
         print(f"## {name}\n")
         print(evaluation.markdown(report))
         evaluation.write_tables(report, folder)
         folders.append(folder)
-    print(f"Tables and comparison pictures are in {out_dir}/<model name>/")
+        reports.append((name, report))
+    index = write_index(out_dir, reports)
+    print(f"Tables and comparison pictures are in {out_dir}/<model name>/; "
+          f"open {index} in a browser to compare the images")
     return folders
+
+
+def write_index(out_dir, reports):
+    """Writes <out_dir>/index.html from [(model name, Report with views)]; returns its path."""
+    sections = [html_report.report_section(report, out_dir, name) for name, report in reports]
+    return html_report.write_page(
+        os.path.join(out_dir, "index.html"), "car_tf demo: bundled models on the sample images",
+        sections)

@@ -48,3 +48,23 @@ def edsr_model():
 @pytest.fixture(scope="module")
 def bicubic_report(bicubic_model, data_dir):
     return evaluation.evaluate_folder(bicubic_model, data_dir, progress_stream=False)
+
+
+@pytest.fixture(scope="module")
+def demo_page(edsr_model, tmp_path_factory):
+    """(path, report): a page as `make demo` writes it (car_tf.demo.write_index), of two tiny
+    images (one with a space in its name) and four pipelines: the tiny EDSR model is its own
+    bicubic-LR baseline."""
+    from car_tf import demo
+    from car_tf.evaluation import views
+
+    root = tmp_path_factory.mktemp("demo_output")
+    data = root / "Tiny Set"
+    data.mkdir()
+    Image.fromarray(smooth_image(30, 21, 0)).save(data / "a b.png")
+    Image.fromarray(smooth_image(48, 64, 1)).save(data / "c.png")
+    report = evaluation.evaluate_folder(
+        edsr_model, str(data), baseline=edsr_model, progress_stream=False,
+        views_dir=str(root / "tiny model" / views.VIEWS_FOLDER),
+    )
+    return demo.write_index(str(root), [("tiny model", report)]), report

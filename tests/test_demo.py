@@ -22,8 +22,19 @@ def test_each_model_keeps_its_own_pictures(tmp_path, capsys):
             path: open(os.path.join(folder, path), "rb").read() for path in found
         }
         assert os.path.isfile(os.path.join(folder, "samples_x4.md"))
-    # Same sample, same picture name, different models: two different pictures.
+    # Same sample, same picture name, different models: two different comparison pictures
+    # and CAR LR; the same HR.
     first, second = pictures.values()
     shared = set(first) & set(second)
-    assert shared and all(first[path] != second[path] for path in shared)
+    compared = [path for path in shared if path.endswith(("_comparison.png", "_lr_car.png"))]
+    assert len(compared) == 6 and all(first[path] != second[path] for path in compared)
+    hr = "report_images/samples_x4/baby_hr.png"
+    assert first[hr] == second[hr]
     assert "## car-x4-edsr-lite" in capsys.readouterr().out
+    # One page for both models, each with the five sample images and their pictures.
+    page = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert page.count('<section id="car-x4-bicubic">') == 1
+    assert page.count('<section id="car-x4-edsr-lite">') == 1
+    assert page.count('<article class="image" id=') == 10
+    assert 'src="car-x4-edsr-lite/report_images/samples_x4/baby_sr_car_edsr.png"' in page
+    assert os.path.isfile(tmp_path / "car-x4-edsr-lite/report_images/samples_x4/baby_sr_car_edsr.png")

@@ -11,9 +11,13 @@ before upscaling (car_tf.evaluation.rate_distortion): tables per quality of PSNR
 SSIM-Y and bits per HR pixel, Bjontegaard deltas, RD plots (with --out_dir); --json then
 prints {"codec", "qualities", "points": [...], "bd": [...], "notes"}.
 
+--html also writes <out_dir>/report.html (car_tf.evaluation.html_report): the tables with the
+best values marked and every image's HR, LR and SR pictures to compare in a browser, or,
+with a lossy --lr_codec, the RD plots and BD tables.
+
 Usage:
   python tools/evaluate.py --model=car-x4-bicubic --data_dir=Set5 --data_dir=Set14 --scale=4 \
-      --out_dir=eval_out --figures=2 --spectra
+      --out_dir=eval_out --figures=2 --spectra --html
   python tools/evaluate.py --model=car-x4-bicubic-jpeg --data_dir=Set5 --lr_codec=jpeg \
       --lr_quality=30 --lr_quality=50 --lr_quality=70 --lr_quality=90 \
       --compare_model=car-x4-bicubic --compare_model=fixed=car-x4-bicubic-jpeg-fixed
@@ -21,6 +25,7 @@ Usage:
 
 import contextlib
 import json
+import os
 import sys
 
 from absl import app, flags, logging
@@ -36,6 +41,11 @@ flags.DEFINE_integer("scale", None, "Scale factor; must match the model's (defau
 flags.DEFINE_bool("json", False, "Print one JSON object on stdout instead of Markdown tables.")
 flags.DEFINE_string("out_dir", None, "Write <dataset>_x<scale>.{md,csv,json} (and pictures) here.")
 flags.DEFINE_bool("per_image", False, "Also report each image's scores.")
+flags.DEFINE_bool(
+    "html", False,
+    "Also write <out_dir>/report.html: the tables and every image's HR, LR and SR pictures "
+    "to compare in a browser (with a lossy --lr_codec: the RD plots and BD tables).",
+)
 flags.DEFINE_enum(
     "protocol",
     "standard",
@@ -79,6 +89,7 @@ def main(argv):
     del argv
     # Imported once flags are parsed: the model and evaluation modules are heavy.
     from car_tf import codecs, evaluation, image_io, pretrained
+    from car_tf.evaluation import html_report, views
 
     try:
         codecs.check_codec(FLAGS.lr_codec, FLAGS.lr_quality)
@@ -86,6 +97,8 @@ def main(argv):
         raise SystemExit(f"evaluate: {error}") from None
     if FLAGS.compare_model and FLAGS.lr_codec == "png":
         raise app.UsageError("--compare_model needs a lossy --lr_codec (jpeg or webp)")
+    if FLAGS.html and not FLAGS.out_dir:
+        raise app.UsageError("--html needs --out_dir to write report.html and its pictures to")
     if FLAGS.lr_codec != "png":
         _evaluate_under_codec()
         return
@@ -121,6 +134,7 @@ def main(argv):
                 figures_count=FLAGS.figures,
                 spectra=FLAGS.spectra,
                 figures_dir=FLAGS.out_dir,
+                views_dir=os.path.join(FLAGS.out_dir, views.VIEWS_FOLDER) if FLAGS.html else None,
             )
         except (evaluation.NoImagesError, image_io.ImageWriteError) as error:
             raise SystemExit(f"evaluate: {error}") from None
@@ -135,10 +149,25 @@ def main(argv):
                 ) from None
             for path in tables + report.figure_paths:
                 logging.info("wrote %s", path)
+        if FLAGS.html:
+            section = html_report.report_section(report, FLAGS.out_dir, FLAGS.model)
+            _write_html(section, report.notes)
     if FLAGS.json:
         print(json.dumps(report.as_json(FLAGS.per_image), allow_nan=False))
     else:
         print(evaluation.markdown(report), end="")
+
+
+def _write_html(section, notes):
+    """Writes <out_dir>/report.html with one section."""
+    from car_tf.evaluation import html_report
+
+    path = os.path.join(FLAGS.out_dir, "report.html")
+    try:
+        html_report.write_page(path, f"car_tf evaluation: {FLAGS.model}", [section], notes)
+    except OSError as error:
+        raise SystemExit(f"evaluate: cannot write {path}: {error}") from None
+    logging.info("wrote %s", path)
 
 
 def _compared_models():
@@ -156,7 +185,7 @@ def _compared_models():
 def _evaluate_under_codec():
     """The --lr_codec=jpeg|webp evaluation: RD tables, BD deltas and plots."""
     from car_tf import evaluation, image_io, pretrained
-    from car_tf.evaluation import rate_distortion
+    from car_tf.evaluation import html_report, rate_distortion
 
     for unused in ("figures", "spectra", "per_image", "baseline_model"):
         if FLAGS[unused].present:
@@ -185,6 +214,9 @@ def _evaluate_under_codec():
                 raise SystemExit(f"evaluate: cannot write to --out_dir: {error}") from None
             for path in paths:
                 logging.info("wrote %s", path)
+        if FLAGS.html:
+            title = f"{FLAGS.model}, LR through {FLAGS.lr_codec}"
+            _write_html(html_report.rd_section(report, FLAGS.out_dir, title), report.notes)
     if FLAGS.json:
         print(json.dumps(report.as_json(), allow_nan=False))
     else:

@@ -53,13 +53,14 @@ def _json_record(record):
 @dataclasses.dataclass
 class Report:
     """Everything an evaluation produced; `notes` are one-line remarks (skipped files,
-    conversions)."""
+    conversions); `views` the evaluation.views.ImageViews written for an HTML report."""
 
     protocol: str
     rows: list
     per_image: list
     notes: list
     figure_paths: list
+    views: list = dataclasses.field(default_factory=list)
 
     def as_json(self, per_image=False):
         result = {"protocol": self.protocol, "results": [row.as_json() for row in self.rows]}

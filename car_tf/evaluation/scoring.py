@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from car_tf import image_io, metrics
-from car_tf.evaluation import figures
+from car_tf.evaluation import figures, views
 from car_tf.evaluation.report import ImageScore, Report, Row
 from car_tf.models import BicubicUpscaler, size_multiple
 from car_tf.progress import Progress
@@ -94,6 +94,7 @@ def evaluate_folder(
     figures_dir=None,
     progress_stream=None,
     car_rows=True,
+    views_dir=None,
 ):
     """Scores every image of one folder (recursively); see the module docstring for the pipeline.
 
@@ -109,6 +110,9 @@ def evaluate_folder(
       figures_dir: pictures go to figures_dir/<dataset>_x<scale>/ (needed for figures_count).
       progress_stream: text stream for the progress bar; None = stderr, False = no bar.
       car_rows: False leaves out the CAR rows (see `pipelines`).
+      views_dir: when given, every image's HR, LR and SR pictures for the HTML report are
+        written to views_dir/<dataset>_x<scale>/ (car_tf.evaluation.views) and listed in
+        the Report's `views`.
 
     Returns:
       Report for this folder.
@@ -132,7 +136,7 @@ def evaluate_folder(
     notes = [note for note in [_skipped_files_note(data_dir, skipped)] if note]
     progress = Progress(len(images), f"{dataset} x{scale}", stream=progress_stream or None,
                         quiet=progress_stream is False)
-    scores, figure_paths = [], []
+    scores, figure_paths, image_views = [], [], []
     for path in images:
         name = os.path.relpath(path, data_dir)
         progress.start(name)
@@ -141,10 +145,18 @@ def evaluate_folder(
             lrs = {"bicubic": bicubic_downscale_uint8(hr, scale)}
             if car_rows:
                 lrs["car"] = np.asarray(model.downscale_uint8(hr[np.newaxis]))[0]
-            image_scores, panels = _score_image(hr, lrs, rows, protocol, dataset, name, scale)
+            image_scores, srs = _score_image(hr, lrs, rows, protocol, dataset, name, scale)
             if len(scores) // len(rows) < figures_count:
+                panels = [
+                    figures.Panel(sr, f"{s.downscaler} + {s.upscaler}", f"PSNR-Y {s.psnr_y:.2f} dB")
+                    for s, sr in zip(image_scores, srs)
+                ]
                 figure_paths += figures.save_figures(
                     figures_dir, dataset, scale, name, hr, lrs, image_scores, panels, spectra
+                )
+            if views_dir:
+                image_views.append(
+                    views.save_views(views_dir, dataset, scale, name, hr, lrs, srs, image_scores)
                 )
             scores += image_scores
         progress.finish()
@@ -155,7 +167,7 @@ def evaluate_folder(
             f"data folder {data_dir} holds no image that can be evaluated at "
             f"scale {scale}; pass a folder of PNG/JPEG/WebP/TIFF/BMP HR images"
         )
-    return Report(protocol, _aggregate(scores, rows), scores, notes, figure_paths)
+    return Report(protocol, _aggregate(scores, rows), scores, notes, figure_paths, image_views)
 
 
 def read_hr(path, scale, notes):
@@ -180,10 +192,11 @@ def read_hr(path, scale, notes):
     return hr
 
 def _score_image(hr, lrs, rows, protocol, dataset, name, scale):
-    """Upscales each LR as `rows` say and scores it: (list of ImageScore, list of figures.Panel)."""
+    """Upscales each LR as `rows` say and scores it: (list of ImageScore, list of the uint8 SR
+    images, in the same order)."""
     bpp = {down: figures.png_bits_per_pixel(lr) for down, lr in lrs.items()}
     hr01 = hr.astype(np.float64) / 255.0
-    scores, panels = [], []
+    scores, srs = [], []
     for down, up, sr_fn in rows:
         lr01 = tf.constant(lrs[down][np.newaxis], tf.float32) / 255.0
         sr = sr_to_uint8(np.asarray(sr_fn(lr01))[0], protocol)
@@ -201,8 +214,8 @@ def _score_image(hr, lrs, rows, protocol, dataset, name, scale):
             image=name,
         )
         scores.append(score)
-        panels.append(figures.Panel(sr, f"{down} + {up}", f"PSNR-Y {score.psnr_y:.2f} dB"))
-    return scores, panels
+        srs.append(sr)
+    return scores, srs
 
 
 def _aggregate(scores, rows):
@@ -237,6 +250,7 @@ def evaluate(
     figures_dir=None,
     progress_stream=None,
     car_rows=True,
+    views_dir=None,
 ):
     """`evaluate_folder` over several folders (dataset name = the folder's base name); returns
     one combined Report."""
@@ -260,9 +274,11 @@ def evaluate(
             figures_dir,
             progress_stream,
             car_rows,
+            views_dir,
         )
         report.rows += part.rows
         report.per_image += part.per_image
         report.notes += part.notes
         report.figure_paths += part.figure_paths
+        report.views += part.views
     return report
