@@ -6,12 +6,16 @@ A bundled model lives in car_tf/pretrained/<name>/ as
   metrics.json       final validation metrics, and how they were obtained
   train_config.json  every training setting it was trained with
   MANIFEST.sha256    sha256 of the files above, checked at load time
+
+Any model folder that carries a MANIFEST.sha256 (a copy of a bundled model, say) is checked
+against it before anything is built from it; a bundled model must carry one.
 """
 
 import hashlib
 import json
 import os
 import shutil
+import zipfile
 
 import keras
 import tensorflow as tf
@@ -53,8 +57,11 @@ def _sha256(path):
 
 
 def verify_manifest(model_dir):
-    """Raises ValueError naming the file whose sha256 differs from MANIFEST.sha256."""
+    """Raises ValueError naming the file whose sha256 differs from MANIFEST.sha256, or the
+    manifest itself when it is missing."""
     manifest = os.path.join(model_dir, MANIFEST)
+    if not os.path.isfile(manifest):
+        raise ValueError(f"{manifest} is missing; reinstall car_tf")
     with open(manifest) as handle:
         for line in handle:
             if not line.strip():
@@ -84,7 +91,9 @@ def _build_from_config(config, resampler_impl):
     return build_model(config, resampler_impl)
 
 
-def _load_model_dir(model_dir, resampler_impl, checkpoint=None):
+def _load_model_dir(model_dir, resampler_impl, checkpoint=None, require_manifest=False):
+    if require_manifest or os.path.isfile(os.path.join(model_dir, MANIFEST)):
+        verify_manifest(model_dir)
     config = read_config(model_dir)
     model = _build_from_config(config, resampler_impl)
     weights = os.path.join(model_dir, WEIGHTS)
@@ -141,12 +150,14 @@ def load_model(name_or_path, resampler_impl="auto"):
     if kind == "keras":
         import car_tf.models  # noqa: F401  registers the serialisable classes
 
+        if not zipfile.is_zipfile(path):
+            # Keras itself reports such a file as "File not found".
+            raise ValueError(f"{path}: not a valid .keras file (not a zip archive); save it again")
+
         return keras.models.load_model(path, safe_mode=True)
-    if kind == "bundled":
-        verify_manifest(path)
     if kind == "checkpoint":
         return load_model_checkpoint(os.path.dirname(path), path, resampler_impl)
-    return _load_model_dir(path, resampler_impl)
+    return _load_model_dir(path, resampler_impl, require_manifest=kind == "bundled")
 
 
 TRAIN_CONFIG = "train_config.json"

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -83,3 +84,53 @@ def test_unknown_names_are_one_line_errors(tmp_path):
 def test_default_model_names():
     assert pretrained.default_model_name(4) == "car-x4-bicubic"
     assert pretrained.default_model_name(2, "edsr") == "car-x2-edsr-lite"
+
+
+def _flip_one_byte(path, offset=None):
+    data = bytearray(open(path, "rb").read())
+    offset = len(data) // 2 if offset is None else offset
+    data[offset] ^= 0xFF
+    with open(path, "wb") as handle:
+        handle.write(data)
+
+
+def test_a_copied_model_with_a_flipped_byte_is_refused_by_path(tmp_path):
+    # A copy of a bundled model given as a path is checked against its own manifest.
+    copy = tmp_path / "copy-of-car-x4-bicubic"
+    shutil.copytree(os.path.join(pretrained.PRETRAINED_DIR, "car-x4-bicubic"), copy)
+    pretrained.load_model(str(copy) + "/")
+    _flip_one_byte(copy / "model.weights.h5")
+    with pytest.raises(ValueError, match=r"model\.weights\.h5: missing or sha256 mismatch"):
+        pretrained.load_model(str(copy) + "/")
+
+
+def test_a_model_dir_without_a_manifest_still_loads(tmp_path):
+    model_dir, _, _, last_lr = _model_dir(tmp_path)
+    np.testing.assert_array_equal(pretrained.load_model(model_dir).downscale(_hr()).numpy(), last_lr)
+
+
+def test_a_bundled_model_without_its_manifest_is_refused(tmp_path, monkeypatch):
+    model_dir, _, _, _ = _model_dir(tmp_path)
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", str(tmp_path / "bundled"))
+    target = pretrained.package_model(model_dir, "car-x2-test", {}, destination=pretrained.PRETRAINED_DIR)
+    os.remove(os.path.join(target, pretrained.MANIFEST))
+    with pytest.raises(ValueError, match="MANIFEST.sha256 is missing"):
+        pretrained.load_model("car-x2-test")
+
+
+def test_every_bundled_model_carries_a_manifest_of_all_its_files():
+    assert pretrained.bundled_models()
+    for name in pretrained.bundled_models():
+        folder = os.path.join(pretrained.PRETRAINED_DIR, name)
+        with open(os.path.join(folder, pretrained.MANIFEST)) as handle:
+            listed = {line.split(maxsplit=1)[1].strip() for line in handle if line.strip()}
+        assert listed == set(os.listdir(folder)) - {pretrained.MANIFEST}, name
+        pretrained.verify_manifest(folder)
+
+
+def test_a_corrupt_keras_file_is_named_as_not_a_keras_file(tmp_path):
+    garbage = tmp_path / "garbage.keras"
+    garbage.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(ValueError, match=r"garbage\.keras: not a valid \.keras file") as caught:
+        pretrained.load_model(str(garbage))
+    assert "not found" not in str(caught.value).lower()
