@@ -2,6 +2,8 @@
 
 import os
 import struct
+import subprocess
+import sys
 import zlib
 
 import numpy as np
@@ -364,3 +366,45 @@ def test_write_rejects_bad_arrays(tmp_path):
         write_image(
             tmp_path / "a.png", np.zeros((2, 2, 3), np.uint8), alpha=np.zeros((3, 2), np.uint8)
         )
+
+
+def _dead_pid():
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)
+    return int(child.stdout)
+
+
+def test_a_write_removes_temporary_files_a_killed_writer_left_and_nothing_else(tmp_path, monkeypatch):
+    # What a write in progress leaves in the folder, should its process be killed there.
+    seen = []
+    real_save = Image.Image.save
+
+    def watching_save(self, fp, *args, **kwargs):
+        seen.extend(name for name in os.listdir(tmp_path) if name.endswith(".tmp"))
+        return real_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", watching_save)
+    write_image(tmp_path / "first.png", _noise(4, 4))
+    monkeypatch.undo()
+    assert len(seen) == 1
+    dead_pid = _dead_pid()
+    dead = seen[0].replace(f"-{os.getpid()}-", f"-{dead_pid}-")
+    assert dead != seen[0]
+    out = tmp_path / "out"
+    out.mkdir()
+    kept = [
+        seen[0],  # a live writer's (this process)
+        ".x.png.abcdefgh.tmp",  # not car_tf's naming
+        f"x.png.car-{dead_pid}-abcdefgh.tmp",  # not hidden
+        ".x.png.car-notapid-abcdefgh.tmp",
+        "notes.tmp",
+        "other.png",
+    ]
+    for name in kept + [dead]:
+        (out / name).write_bytes(b"partial")
+    (out / "sub").mkdir()
+    (out / "sub" / dead).write_bytes(b"partial")
+    write_image(out / "new.png", _noise(4, 4))
+    assert sorted(os.listdir(out)) == sorted(kept + ["new.png", "sub"])
+    # Only the folder written to is swept.
+    assert os.listdir(out / "sub") == [dead]

@@ -1,6 +1,7 @@
 """Writing image files atomically, in the format the extension names."""
 
 import os
+import re
 import tempfile
 
 import numpy as np
@@ -49,6 +50,47 @@ def _check_array(name, array, ndim):
         raise ValueError(f"{name} must have shape {shape}, got {array.shape}")
 
 
+# A write in progress is ".<name>.car-<pid>-<random>.tmp" beside its target (tempfile.mkstemp
+# adds the random part). The pid tells a killed writer's leftovers from a live one's.
+_TEMP_NAME = re.compile(r"^\..+\.car-(\d+)-[a-z0-9_]+\.tmp$")
+_swept_folders = set()
+
+
+def _temp_prefix(path):
+    return f".{os.path.basename(path)}.car-{os.getpid()}-"
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def remove_stale_temp_files(folder):
+    """Deletes, once per process and folder, the temporary files that writers killed mid-write
+    (SIGKILL, power loss) left in `folder`: only names of write_image's own pattern, whose
+    writer process is gone. Assumes the writers ran on this machine (pids are per host)."""
+    if folder in _swept_folders:
+        return
+    _swept_folders.add(folder)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        match = _TEMP_NAME.match(name)
+        if match is None or int(match.group(1)) == os.getpid() or _pid_alive(int(match.group(1))):
+            continue
+        try:
+            os.remove(os.path.join(folder, name))
+        except OSError:
+            pass  # gone already, or not ours to remove
+
+
 def _file_mode():
     """Permission bits for a new file: 0o666 less the process umask."""
     try:
@@ -69,7 +111,8 @@ def write_image(
 
     The file is written to a temporary file in the target folder and renamed
     over `path`, so a reader never sees half a file and a failed write leaves
-    nothing behind.
+    nothing behind. What a killed writer left there is removed on the first write
+    to the folder (remove_stale_temp_files).
 
     Args:
       path: ends in .png, .jpg, .jpeg, .webp, .tif, .tiff or .bmp (any case).
@@ -150,11 +193,10 @@ def write_image(
     elif image_format == "PNG":
         options.update(compress_level=png_compress_level)
 
+    remove_stale_temp_files(folder)
     temp_path = None
     try:
-        descriptor, temp_path = tempfile.mkstemp(
-            dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
-        )
+        descriptor, temp_path = tempfile.mkstemp(dir=folder, prefix=_temp_prefix(path), suffix=".tmp")
         with os.fdopen(descriptor, "wb") as stream:
             image.save(stream, format=image_format, **options)
             stream.flush()
