@@ -51,16 +51,14 @@ LUMINANCE_TABLE = np.array([
     [49, 64, 78, 87, 103, 121, 120, 101],
     [72, 92, 95, 98, 112, 100, 103, 99],
 ], np.int32)
-CHROMINANCE_TABLE = np.array([
-    [17, 18, 24, 47, 99, 99, 99, 99],
-    [18, 21, 26, 66, 99, 99, 99, 99],
-    [24, 26, 56, 99, 99, 99, 99, 99],
-    [47, 66, 99, 99, 99, 99, 99, 99],
-    [99, 99, 99, 99, 99, 99, 99, 99],
-    [99, 99, 99, 99, 99, 99, 99, 99],
-    [99, 99, 99, 99, 99, 99, 99, 99],
-    [99, 99, 99, 99, 99, 99, 99, 99],
-], np.int32)
+# The chrominance table is 99 everywhere but its low-frequency 4x4 corner.
+CHROMINANCE_TABLE = np.full((8, 8), 99, np.int32)
+CHROMINANCE_TABLE[:4, :4] = [
+    [17, 18, 24, 47],
+    [18, 21, 26, 66],
+    [24, 26, 56, 99],
+    [47, 66, 99, 99],
+]
 BLOCK = 8
 # 4:2:0: one minimum coded unit covers 16x16 pixels (four luma blocks, one per chroma plane).
 MCU = 16

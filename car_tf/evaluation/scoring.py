@@ -240,20 +240,9 @@ def _aggregate(scores, rows):
     return aggregated
 
 
-def evaluate(
-    model,
-    data_dirs,
-    protocol="standard",
-    baseline=None,
-    figures_count=0,
-    spectra=False,
-    figures_dir=None,
-    progress_stream=None,
-    car_rows=True,
-    views_dir=None,
-):
+def evaluate(model, data_dirs, protocol="standard", **folder_options):
     """`evaluate_folder` over several folders (dataset name = the folder's base name); returns
-    one combined Report."""
+    one combined Report. folder_options: evaluate_folder's keyword arguments but `dataset`."""
     names = [os.path.basename(os.path.normpath(path)) for path in data_dirs]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
@@ -263,19 +252,7 @@ def evaluate(
         )
     report = Report(protocol, [], [], [], [])
     for data_dir in data_dirs:
-        part = evaluate_folder(
-            model,
-            data_dir,
-            protocol,
-            baseline,
-            None,
-            figures_count,
-            spectra,
-            figures_dir,
-            progress_stream,
-            car_rows,
-            views_dir,
-        )
+        part = evaluate_folder(model, data_dir, protocol, **folder_options)
         report.rows += part.rows
         report.per_image += part.per_image
         report.notes += part.notes
