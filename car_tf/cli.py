@@ -114,14 +114,23 @@ def _output_extension(fmt):
     return extension
 
 
-def collect_jobs(inputs, extension):
-    """Jobs for the files and folders on the command line, in order, without duplicates."""
-    from car_tf.image_io import list_images
+def collect_jobs(inputs, extension, notes=None):
+    """Jobs for the files and folders on the command line, in order, without duplicates.
+
+    A path that does not exist is a UsageError. `notes`, a list, gets one line per image file
+    a folder walk skipped that a user would expect processed (a GIF)."""
+    from car_tf.image_io import list_images, unread_image_reason
 
     jobs, seen = [], set()
     for argument in inputs:
+        if not os.path.exists(argument):
+            raise UsageError(f"{argument}: no such file or folder")
         if os.path.isdir(argument):
-            files = list_images(argument)
+            skipped = []
+            files = list_images(argument, skipped=skipped)
+            for path in skipped:
+                if notes is not None and unread_image_reason(path):
+                    notes.append(f"car: note: {path}: skipped: {unread_image_reason(path)}")
             pairs = [(path, os.path.relpath(path, argument)) for path in files]
         else:
             pairs = [(argument, os.path.basename(argument))]
@@ -327,6 +336,19 @@ def _number(value, spec):
     return "n/a" if value is None else format(value, spec)
 
 
+def _check_tile(tile, model):
+    """A tile core smaller than the halo around it costs up to ~9x the pixels of one big
+    tile, and far more below that (--tile 1 ran 150x slower): refused, naming the minimum."""
+    from car_tf.models import size_multiple
+    from car_tf.padding import round_up
+
+    halo = max(model.downscale_reach(), model.upscale_reach() * model.scale)
+    minimum = round_up(halo, size_multiple(model.scale))
+    if 0 < tile < minimum:
+        raise UsageError(f"--tile {tile} is smaller than this model's halo: use --tile 0 "
+                         f"(no tiling) or at least {minimum}")
+
+
 def run(args):
     """Runs a parsed command; returns the exit status."""
     extension = _output_extension(args.format)
@@ -334,7 +356,8 @@ def run(args):
         raise UsageError(f"--tile must be >= 0 (0 = no tiling), got {args.tile}")
     if args.max_pixels is not None and args.max_pixels < 0:
         raise UsageError(f"--max_pixels must be >= 0 (0 = no limit), got {args.max_pixels}")
-    jobs = collect_jobs(args.inputs, extension)
+    notes = []
+    jobs = collect_jobs(args.inputs, extension, notes)
     if not jobs:
         raise UsageError(f"no image files found in {' '.join(args.inputs)}")
 
@@ -343,7 +366,10 @@ def run(args):
     if args.bfloat16:
         inference.enable_bfloat16()
     model = _load_model(args)
+    _check_tile(args.tile, model)
     progress = Progress(len(jobs), unit=" files", quiet=args.quiet)
+    for note in notes:
+        progress.note(note)
     batch = Batch(args, model, inference.Runner(model, tile=args.tile), jobs, progress)
     try:
         batch.run()

@@ -203,7 +203,7 @@ def test_format_flag_and_tiling_do_not_change_pixels(model_dir, tmp_path):
     base = ["downscale", str(tmp_path / "x.jpg"), "--model", model_dir, "--format", "png",
             "--quiet"]
     assert cli.main([*base, "-o", str(tmp_path / "whole"), "--tile", "0"]) == cli.EXIT_OK
-    assert cli.main([*base, "-o", str(tmp_path / "tiled"), "--tile", "16"]) == cli.EXIT_OK
+    assert cli.main([*base, "-o", str(tmp_path / "tiled"), "--tile", "32"]) == cli.EXIT_OK
     whole = np.asarray(Image.open(tmp_path / "whole" / "x.png"))
     tiled = np.asarray(Image.open(tmp_path / "tiled" / "x.png"))
     assert whole.shape == (25, 35, 3)
@@ -269,3 +269,42 @@ def test_bfloat16_flag_changes_the_result_by_a_level_or_two(model_dir, tmp_path)
     difference = np.abs(outputs["f32"] - outputs["bf16"])
     # Some pixels move (the convolutions did run in bfloat16), none by more than two levels.
     assert 0 < difference.max() <= 2
+
+
+def test_a_tile_smaller_than_the_halo_is_a_usage_error(model_dir, tmp_path, capsys):
+    Image.fromarray(photo(50, 70)).save(tmp_path / "x.png")
+    args = ["downscale", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--model", model_dir]
+    assert cli.main([*args, "--tile", "1"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err.strip().splitlines()
+    # The tiny model's downscaler reaches 26 HR pixels; tiles are multiples of 8.
+    assert err == ["car: error: --tile 1 is smaller than this model's halo: use --tile 0 "
+                   "(no tiling) or at least 32"]
+    assert not (tmp_path / "o").exists()
+    assert cli.main([*args, "--tile", "32", "--quiet"]) == cli.EXIT_OK
+
+
+def test_a_missing_input_is_a_usage_error_and_nothing_runs(model_dir, tmp_path, capsys):
+    Image.fromarray(photo(16, 16)).save(tmp_path / "x.png")
+    missing = tmp_path / "typo.png"
+    status = cli.main(["downscale", str(tmp_path / "x.png"), str(missing), "-o", str(tmp_path / "o"),
+                       "--model", model_dir])
+    assert status == cli.EXIT_USAGE == 2
+    assert capsys.readouterr().err.strip() == f"car: error: {missing}: no such file or folder"
+    assert not (tmp_path / "o").exists()
+    docs = open(os.path.join(REPO, "docs", "CLI.md")).read()
+    assert "2 for usage errors (bad flag, an input path that does not exist" in docs
+
+
+def test_a_gif_in_a_folder_is_named_as_skipped(model_dir, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(photo(16, 16)).save(folder / "x.png")
+    frames = [Image.fromarray(photo(16, 16, seed)) for seed in (1, 2)]
+    frames[0].save(folder / "anim.gif", save_all=True, append_images=frames[1:])
+    (folder / "notes.txt").write_text("not an image")
+    args = ["downscale", str(folder), "-o", str(tmp_path / "o"), "--model", model_dir]
+    assert cli.main(args) == cli.EXIT_OK
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("car: note:")]
+    assert notes == [f"car: note: {folder / 'anim.gif'}: skipped: GIF is not read; "
+                     "convert it to PNG to process it"]
+    assert sorted(os.listdir(tmp_path / "o")) == ["x.png"]

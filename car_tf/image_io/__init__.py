@@ -10,12 +10,12 @@ line that names the file: the CLI prints it and moves on to the next file.
 
   read.py    read_image, DecodedImage
   write.py   write_image
-  files.py   IMAGE_EXTENSIONS, list_images (folder walking)
+  files.py   IMAGE_EXTENSIONS, list_images (folder walking), unread_image_reason
   errors.py  ImageReadError, ImageWriteError
 """
 
 from car_tf.image_io.errors import ImageReadError, ImageWriteError
-from car_tf.image_io.files import IMAGE_EXTENSIONS, list_images
+from car_tf.image_io.files import IMAGE_EXTENSIONS, list_images, unread_image_reason
 from car_tf.image_io.read import DecodedImage, read_image
 from car_tf.image_io.write import JPEG_QUALITY, write_image
 
@@ -27,5 +27,6 @@ __all__ = [
     "JPEG_QUALITY",
     "list_images",
     "read_image",
+    "unread_image_reason",
     "write_image",
 ]

@@ -5,6 +5,15 @@ import os
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 
+# Images that a folder walk passes over but that a user would expect to be processed, with
+# why: a caller names them instead of leaving them out silently.
+UNREAD_IMAGE_EXTENSIONS = {".gif": "GIF is not read; convert it to PNG to process it"}
+
+
+def unread_image_reason(path):
+    """Why an image file of an UNREAD_IMAGE_EXTENSIONS kind is skipped, else None."""
+    return UNREAD_IMAGE_EXTENSIONS.get(os.path.splitext(path)[1].lower())
+
 
 def list_images(paths, recursive=True, skipped=None):
     """The image files named by `paths`, in a stable order.
