@@ -21,7 +21,7 @@ $(PY):
 $(INSTALLED): $(PY) pyproject.toml setup.py
 	$(PIP) install --quiet --upgrade "pip>=24" "setuptools>=68" wheel
 	$(PIP) install --quiet "tensorflow==2.21.*"
-	$(PIP) install --quiet --no-build-isolation -e ".[test]"
+	$(PIP) install --quiet --no-build-isolation -e ".[test,beam]"
 	touch $(BUILT) $@
 
 # Rebuild the op library when its C++/CUDA sources change.
