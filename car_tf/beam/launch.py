@@ -6,9 +6,9 @@
 car's flags keep their names and meanings (docs/CLI.md). The Beam options are parsed by
 Beam; they and the inputs may come in any order (one parser knows both sets of flags,
 so `--runner DirectRunner` is never mistaken for an input). Usage problems (a bad flag,
-a model that is missing or not loadable, an input that matches nothing) are one line on
-stderr and exit status 2 before the pipeline starts; after it, the status is 1 when some
-file failed (see the dead-letter file), else 0.
+a model that is missing or not loadable, an input that does not exist or matches
+nothing) are one line on stderr and exit status 2 before the pipeline starts; after it,
+the status is 1 when some file failed (see the dead-letter file), else 0.
 """
 
 import os
@@ -18,8 +18,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from car_tf.beam import files, pipeline
 # car's exit statuses, its UsageError (a flag, input or model problem: one line, exit
-# status 2) and its check of --format mean the same here.
+# status 2) and its checks of --format and --tile mean the same here.
 from car_tf.cli import EXIT_FILE_ERRORS, EXIT_OK, EXIT_USAGE, UsageError
+from car_tf.cli import _check_tile as check_tile
 from car_tf.cli import _output_extension as output_extension
 
 PROG = "beam_downscale"
@@ -93,6 +94,11 @@ def build_parser():
     return parser
 
 
+def parse(argv):
+    """The parsed flags of argv (Beam's among them); inputs may stand between flags."""
+    return build_parser().parse_intermixed_args(argv)
+
+
 def beam_arguments(argv):
     """The tokens of argv that are Beam's pipeline options (with their values), in order."""
     _, others = _beam_parser().parse_known_args(argv)
@@ -110,11 +116,14 @@ def _absolute(path):
 
 
 def _inputs(arguments, out_dir):
-    """files.Input for each argument; UsageError for one that matches nothing."""
+    """files.Input for each argument; UsageError for one that doesn't exist or matches
+    nothing, or that the output folder holds."""
     inputs = [files.parse_input(argument) for argument in arguments]
     for source in inputs:
         if not source.in_folder:
-            continue  # A file named directly is read, or reported, like any other.
+            if not files.exists(source.pattern):
+                raise UsageError(f"{source.argument}: no such file or folder")
+            continue
         try:
             found = files.match(source.pattern, limit=1)
         except Exception as error:  # Each filesystem raises its own errors.
@@ -149,6 +158,7 @@ def _load_model(args):
         raise UsageError(f"model {name}: {' '.join(str(error).split())}") from None
     if args.scale is not None and args.scale != engine.scale:
         raise UsageError(f"--scale {args.scale} but model {name} is for scale {engine.scale}")
+    check_tile(args.tile, engine.model)
     return name, engine.scale
 
 
@@ -176,7 +186,7 @@ def prepare(args):
 def main(argv=None):
     """Parses argv, runs the pipeline, returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     try:
         settings, inputs = prepare(args)
     except UsageError as error:
