@@ -1,0 +1,102 @@
+"""car_tf.beam.engine and handler: the model on a worker, loaded once, run in the CLI's
+tiles with equal-sized windows batched; bundled names, .keras files and SavedModels."""
+
+import numpy as np
+import pytest
+
+from car_tf import inference, pretrained
+from car_tf.beam import engine
+from car_tf.beam.handler import CarModelHandler
+from synthetic_images import photo
+
+MODEL = "car-x4-bicubic"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return pretrained.load_model(MODEL)
+
+
+def _largest_difference(a, b):
+    assert a.shape == b.shape
+    return int(np.abs(a.astype(np.int16) - b.astype(np.int16)).max())
+
+
+def test_tiled_batches_equal_the_cli_runner(model):
+    tile = 32  # below what the command line takes, so that small images take 2 x 2 tiles
+    images = [photo(40, 56, seed=0), photo(40, 56, seed=1), photo(17, 29, seed=2)]
+    alpha = np.full((40, 56), 200, np.uint8)
+    runner = inference.Runner(model, tile)
+    worker = engine.Engine(model, tile)
+    results = worker.resample(images, [None, alpha, None], "downscale", batch_size=4)
+    for image, (rgb, _) in zip(images, results):
+        assert _largest_difference(rgb, runner.downscale(image)) <= 1
+    assert results[0][1] is None
+    np.testing.assert_array_equal(results[1][1], runner.downscale_alpha(alpha))
+    # The lite model's halo covers these small images, so each 40 x 56 image is 4 tiles
+    # whose windows are all 40 x 56: their 8 windows go in two calls of 4, and the
+    # 17 x 29 image's one window (another shape) in a third.
+    assert len(runner.downscale_tiles(40, 56)) == 4
+    assert worker.network_calls == 3
+
+
+def test_batch_size_one_is_bitwise_the_cli(model):
+    image = photo(24, 40, seed=3)
+    worker = engine.Engine(model, 0)
+    (rgb, _), = worker.resample([image], [None], "downscale")
+    np.testing.assert_array_equal(rgb, inference.Runner(model, 0).downscale(image))
+    (sr, _), = worker.resample([rgb], [None], "upscale")
+    np.testing.assert_array_equal(sr, inference.Runner(model, 0).upscale(rgb))
+
+
+def test_a_failing_network_call_fails_only_its_images(model, monkeypatch):
+    import tensorflow as tf
+
+    worker = engine.Engine(model, 0)
+    real = worker._networks["downscale"]
+
+    def network(windows):
+        if windows.shape[1] == 24:
+            raise tf.errors.ResourceExhaustedError(None, None, "OOM")
+        return real(windows)
+
+    monkeypatch.setitem(worker._networks, "downscale", network)
+    results = worker.resample([photo(24, 32), photo(16, 16)], [None, None], "downscale")
+    assert results[0] == engine.OUT_OF_MEMORY
+    assert results[1][0].shape == (4, 4, 3)
+
+
+def test_the_engine_is_loaded_once_per_process():
+    first = engine.shared_engine(MODEL, "auto", 1024)
+    assert engine.shared_engine(MODEL, "auto", 1024) is first
+    assert CarModelHandler(MODEL, "downscale").load_model() is first
+    assert CarModelHandler(MODEL, "upscale").load_model() is first
+
+
+def test_handler_batches_by_pixels_and_rejects_unknown_directions():
+    handler = CarModelHandler(MODEL, "downscale", batch_pixels=1000)
+    assert handler.batch_elements_kwargs()["max_batch_size"] == 1000
+    with pytest.raises(ValueError, match="direction"):
+        CarModelHandler(MODEL, "sideways")
+
+
+def test_keras_file_and_saved_model_give_the_bundled_models_pixels(model, tmp_path):
+    from car_tf.export.savedmodel import export_saved_model
+
+    keras_path = str(tmp_path / "car.keras")
+    model.save(keras_path)
+    export_base = str(tmp_path / "export")
+    export_saved_model(model, export_base)
+    image = photo(40, 56, seed=4)
+    expected, = engine.Engine(model, 32).resample([image], [None], "downscale")
+    for path in (keras_path, export_base):
+        loaded = engine.load_model(path)
+        assert loaded.scale == 4
+        (rgb, _), = engine.Engine(loaded, 32).resample([image], [None], "downscale")
+        assert _largest_difference(rgb, expected[0]) <= 1, path
+    assert isinstance(engine.load_model(export_base), engine.SavedModelCAR)
+
+
+def test_missing_models_raise_model_not_found(tmp_path):
+    with pytest.raises(pretrained.ModelNotFoundError):
+        engine.load_model(str(tmp_path / "nothing.keras"))
