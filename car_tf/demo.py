@@ -5,16 +5,20 @@ bicubic, upscales them again, prints the PSNR/SSIM table (Y channel,
 shave = scale) and writes the tables and comparison pictures to
 <out_dir>/<model name>/, so each model keeps its own pictures. <out_dir>/index.html
 shows every model's tables and images on one page (car_tf.evaluation.html_report).
+Last, it prints what the default models (and their codec-aware versions, where bundled)
+save under real JPEG: the Bjontegaard delta rate and PSNR of their LR against bicubic LR.
 """
 
 import os
 
 from car_tf import evaluation, pretrained
-from car_tf.evaluation import html_report, views
+from car_tf.evaluation import html_report, rate_distortion, views
 from car_tf.sample_data import SAMPLE_DIR
 
 # The order the demo shows the bundled models in.
 DEMO_MODELS = ("car-x4-bicubic", "car-x2-bicubic", "car-x4-edsr-lite", "car-x2-edsr-lite")
+# The qualities of the JPEG summary: the range docs/RESULTS.md reports BD figures over.
+JPEG_QUALITIES = (30, 50, 70, 90)
 
 
 def sr_baseline_name(car_name):
@@ -48,7 +52,41 @@ def run_demo(out_dir, model_names=None, figures=5):
     index = write_index(out_dir, reports)
     print(f"Tables and comparison pictures are in {out_dir}/<model name>/; "
           f"open {index} in a browser to compare the images")
+    if model_names is None:
+        print_jpeg_summary(bundled)
     return folders
+
+
+def jpeg_summary_lines(scale, bundled):
+    """One line per model: the default model of `scale` and its codec-aware version (when
+    bundled), BD-rate and BD-PSNR of its LR against bicubic LR under real JPEG at
+    JPEG_QUALITIES, bicubic upscaler, on the sample images."""
+    default = pretrained.default_model_name(scale)
+    codec_aware = f"{default}-jpeg"
+    extra = [(codec_aware, pretrained.load_model(codec_aware))] if codec_aware in bundled else []
+    report = rate_distortion.evaluate(pretrained.load_model(default), [SAMPLE_DIR], "jpeg",
+                                      JPEG_QUALITIES, extra=extra)
+    lines = []
+    for delta in report.deltas:
+        if (delta.reference, delta.upscaler) != (rate_distortion.REFERENCE, "bicubic"):
+            continue
+        if delta.downscaler in ("car", codec_aware):
+            name = default if delta.downscaler == "car" else codec_aware
+            lines.append(f"  {name}: BD-rate {delta.bd_rate:+.1f}%, BD-PSNR "
+                         f"{delta.bd_psnr:+.2f} dB against bicubic LR")
+    return lines
+
+
+def print_jpeg_summary(bundled):
+    """Prints jpeg_summary_lines for x4 and x2."""
+    qualities = ", ".join(str(q) for q in JPEG_QUALITIES)
+    print(f"\n## Under JPEG (Pillow, 4:2:0, qualities {qualities}; bicubic upscaler; "
+          "the sample images)\n")
+    for scale in (4, 2):
+        for line in jpeg_summary_lines(scale, bundled):
+            print(line)
+    print("\nNegative BD-rate: fewer bits at the same PSNR-Y (docs/RESULTS.md, "
+          "'Under compression', has Set5 and Set14).")
 
 
 def write_index(out_dir, reports):
