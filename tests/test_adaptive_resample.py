@@ -376,6 +376,7 @@ CHILD_CASES = {
     "composite_batch_mismatch": lambda: _case_composite_error(_zeros(3, 8, 8, 3), K9, K9, K9),
     "composite_taps_not_square": lambda: _case_composite_error(IMAGE, *[_zeros(2, 4, 4, 8)] * 3),
     "composite_height_too_small": lambda: _case_composite_error(_zeros(2, 3, 8, 3), K49, K49, K49),
+    "composite_offset_unit_inf": lambda: _error_of(lambda: _composite(IMAGE, K9, K9, K9, float("inf"))),
     "empty_batch": lambda: _case_empty((0, 8, 8, 3), (0, 4, 4, 9)),
     "empty_height": lambda: _case_empty((2, 8, 8, 3), (2, 0, 4, 9)),
     "empty_width": lambda: _case_empty((2, 8, 8, 3), (2, 4, 0, 9)),
@@ -453,7 +454,8 @@ def test_bad_input_raises_invalid_argument_naming_the_tensor(child_results, case
     [
         ((8, 8, 3), (1, 2, 2, 49), "image must be rank 4"),
         ((1, 8, 8, 3), (1, 2, 49), "kernels must be rank 4"),
-        ((1, 8, 8, 3), (2, 2, 2, 49), "kernels must have the image's batch size"),
+        # car_tf.ops.validation names it first, with the kernel's message, for both impls.
+        ((1, 8, 8, 3), (2, 2, 2, 49), "kernels batch size 2 differs from image batch size 1"),
     ],
 )
 def test_graph_mode_shape_errors_name_the_tensor(image_shape, taps_shape, message):
@@ -480,22 +482,22 @@ def test_smallest_valid_image_is_accepted(child_results):
 
 
 @pytest.mark.parametrize(
-    "case, error",
+    "case, message",
     [
-        # The composite has no validation of its own: TF's shape checks raise for it.
-        ("composite_image_rank", "IndexError"),
-        ("composite_offsets_x_shape", "InvalidArgumentError"),
-        ("composite_batch_mismatch", "InvalidArgumentError"),
-        ("composite_taps_not_square", "ValueError"),
-        # No reflection is possible: the gather index check catches it on CPU.
-        ("composite_height_too_small", "InvalidArgumentError"),
+        ("composite_image_rank", "image must be rank 4 [N, H, W, C], got shape [8,8,3]"),
+        ("composite_offsets_x_shape", "offsets_x must have the shape of kernels [2,4,4,9], got [2,4,5,9]"),
+        ("composite_batch_mismatch", "kernels batch size 2 differs from image batch size 3"),
+        ("composite_taps_not_square", "the last dimension of kernels must be a positive perfect square k*k, got 8"),
+        ("composite_height_too_small",
+         "image height and width must exceed k/2 = 3 for reflection padding, got [2,3,8,3] with k = 7"),
+        ("composite_offset_unit_inf", "offset_unit must be finite, got inf"),
     ],
 )
-def test_composite_bad_input_raises(child_results, case, error):
+def test_composite_bad_input_raises_as_the_op_does(child_results, case, message):
+    # The same check (car_tf.ops.validation) as the custom op's, with its error class and message.
     result = _child_result(child_results, case)
-    assert result["error"] == error, result
-    if case == "composite_taps_not_square":
-        assert "the last dimension of kernels must be a positive perfect square k*k, got 8" in result["message"]
+    assert result["error"] == "InvalidArgumentError", result
+    assert message in result["message"]
 
 
 @pytest.mark.parametrize(
@@ -578,6 +580,90 @@ def test_property_custom_equals_composite(problem):
     offset_unit = problem.pop("offset_unit")
     args = random_inputs(**problem) + (offset_unit,)
     np.testing.assert_allclose(_custom(*args), _composite(*args), rtol=0, atol=1e-5)
+
+
+def test_float16_runs_on_cpu_through_float32():
+    # The op has no float16 CPU kernel; the Python API computes it in float32 there.
+    assert not tf.config.list_logical_devices("GPU")
+    args = random_inputs(5, 2, (12, 10), (4, 5), 3, 5, 0.5)
+    half = [tf.constant(a, tf.float16) for a in args]
+    output = ops.adaptive_resample(*half, 2.0, impl="custom")
+    assert output.dtype == tf.float16
+    widened = [tf.cast(a, tf.float32) for a in half]
+    expected = tf.cast(ops.adaptive_resample(*widened, 2.0, impl="custom"), tf.float16)
+    np.testing.assert_array_equal(output.numpy(), expected.numpy())
+    np.testing.assert_allclose(output.numpy(), _composite(*half, 2.0), rtol=0, atol=2e-2)
+    with tf.GradientTape() as tape:
+        tape.watch(half)
+        result = ops.adaptive_resample(*half, 2.0, impl="custom")
+    assert all(g.dtype == tf.float16 for g in tape.gradient(result, half))
+
+
+# ---- one contract: fuzzed inputs through both implementations ---------------------------------
+
+# Finite units three times as likely as the non-finite ones (1e39 is inf as the op's float32).
+FUZZ_OFFSET_UNITS = [2.0, 1.0, 0.0, -1.5, 4.0] * 3 + [float("nan"), float("inf"), float("-inf"), 1e39]
+
+
+@st.composite
+def _fuzzed_inputs(draw):
+    """Mostly valid shapes, each of the op's checks broken now and then: ranks, offsets
+    shaped unlike the kernels, batches, tap counts, offset_unit, images too small, empties."""
+    small = st.integers(0, 3)
+    k = draw(st.sampled_from([1, 2, 3, 5]))
+    taps = draw(st.sampled_from([k * k] * 6 + [0, 2, 8]))
+    batch = draw(st.integers(0, 2))
+    image = [batch, draw(st.integers(0, 6)), draw(st.integers(0, 6)), draw(st.integers(0, 3))]
+    kernels = [batch, draw(small), draw(small), taps]
+    if draw(st.integers(0, 9)) == 0:
+        kernels[0] = draw(st.integers(0, 3))
+    offsets = [list(kernels), list(kernels)]
+    for shape in offsets:
+        if draw(st.integers(0, 9)) == 0:
+            shape[draw(st.integers(0, 3))] = draw(small)
+    shapes = [image, kernels] + offsets
+    for shape in shapes:
+        if draw(st.integers(0, 19)) == 0:
+            if draw(st.booleans()) and len(shape) > 1:
+                shape.pop(draw(st.integers(0, len(shape) - 1)))
+            else:
+                shape.insert(draw(st.integers(0, len(shape))), draw(st.integers(1, 2)))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    values = [rng.random(shapes[0]).astype(np.float32),
+              rng.normal(size=shapes[1]).astype(np.float32),
+              rng.normal(scale=0.7, size=shapes[2]).astype(np.float32),
+              rng.normal(scale=0.7, size=shapes[3]).astype(np.float32)]
+    return values, draw(st.sampled_from(FUZZ_OFFSET_UNITS))
+
+
+def _outcome(call):
+    try:
+        return None, np.asarray(call())
+    except Exception as error:  # noqa: BLE001 - the class is what is compared.
+        return error, None
+
+
+@pytest.mark.slow
+@settings(max_examples=2000, deadline=None, derandomize=True, database=None)
+@given(case=_fuzzed_inputs())
+def test_fuzzed_inputs_custom_and_composite_agree(case):
+    """The compiled op's own checks, the custom path and the composite accept and reject the
+    same inputs, with the same error class and the op's message; where they accept, they agree."""
+    values, offset_unit = case
+    raw_error, raw = _outcome(lambda: _library().adaptive_resample(*values, offset_unit=offset_unit))
+    custom_error, custom = _outcome(lambda: _custom(*values, offset_unit))
+    composite_error, composite = _outcome(lambda: _composite(*values, offset_unit))
+    shapes = [v.shape for v in values]
+    classes = [type(e).__name__ if e else None for e in (raw_error, custom_error, composite_error)]
+    assert classes[0] == classes[1] == classes[2], (shapes, offset_unit, classes, str(composite_error))
+    if raw_error is not None:
+        assert classes[0] == "InvalidArgumentError"
+        assert composite_error.message in raw_error.message, (shapes, offset_unit)
+        assert custom_error.message == composite_error.message
+        return
+    assert raw.shape == custom.shape == composite.shape
+    np.testing.assert_array_equal(raw, custom)
+    np.testing.assert_allclose(custom, composite, rtol=0, atol=1e-4)
 
 
 # ---- dispatch --------------------------------------------------------------------------------

@@ -8,8 +8,10 @@ import os
 import threading
 
 import tensorflow as tf
+from tensorflow.python.framework import kernels as registered_kernels
 
 from car_tf.ops.composite import adaptive_resample_composite
+from car_tf.ops.validation import check_resample_inputs
 
 IMPLEMENTATIONS = ("auto", "custom", "composite")
 
@@ -71,6 +73,19 @@ def _adaptive_resample_grad(op, grad_output):
 tf.no_gradient("AdaptiveResampleGrad")
 
 
+def _has_gpu_half_kernel():
+    """Whether the op library registers a float16 kernel on GPU and a GPU is visible: the op
+    has no float16 CPU kernel (TF would say "Could not find device for node")."""
+    if not tf.config.list_logical_devices("GPU"):
+        return False
+    half = tf.float16.as_datatype_enum
+    return any(
+        kernel.device_type == "GPU"
+        and any(half in constraint.allowed_values.list.type for constraint in kernel.constraint)
+        for kernel in registered_kernels.get_registered_kernels_for_op("AdaptiveResample").kernel
+    )
+
+
 def resolve_impl(impl):
     """Maps "auto" to "custom" or "composite"; checks the name."""
     global _warned_fallback
@@ -103,7 +118,8 @@ def adaptive_resample(image, kernels, offsets_x, offsets_y, offset_unit, impl="a
     clamped to that padded edge.
 
     Args:
-      image: [N, H, W, C] float32 or float64 (float16 on GPU).
+      image: [N, H, W, C] float16, float32 or float64. The custom op computes float16
+        in float16 on GPU, and through float32 where it has no float16 kernel (CPU).
       kernels: [N, h, w, k*k], same dtype.
       offsets_x, offsets_y: [N, h, w, k*k], same dtype.
       offset_unit: Python float, HR pixels per unit of offset (the scale, in CAR).
@@ -111,11 +127,18 @@ def adaptive_resample(image, kernels, offsets_x, offsets_y, offset_unit, impl="a
         (custom when the library loads, otherwise composite with one warning).
 
     Returns:
-      [N, h, w, C] tensor.
+      [N, h, w, C] tensor of image's dtype.
+
+    Raises:
+      Both implementations check their inputs alike (car_tf.ops.validation): eagerly
+      tf.errors.InvalidArgumentError, at trace time ValueError, with the op's messages.
     """
     offset_unit = float(offset_unit)
     if resolve_impl(impl) == "composite":
         return adaptive_resample_composite(image, kernels, offsets_x, offsets_y, offset_unit)
-    return load_op_library().adaptive_resample(
-        image, kernels, offsets_x, offsets_y, offset_unit=offset_unit
-    )
+    inputs = check_resample_inputs(image, kernels, offsets_x, offsets_y, offset_unit)
+    dtype = inputs[0].dtype
+    if dtype == tf.float16 and not _has_gpu_half_kernel():
+        inputs = [tf.cast(tensor, tf.float32) for tensor in inputs]
+    output = load_op_library().adaptive_resample(*inputs, offset_unit=offset_unit)
+    return tf.cast(output, dtype)

@@ -7,52 +7,15 @@ op library can't load, serves as the oracle in tests, and exports to stock TF
 Serving and to TFLite. Gradients come from TF's autodiff.
 
 It materialises four [N, h, w, k*k, C] gathers, so it is slower and much
-hungrier for memory than the custom op.
+hungrier for memory than the custom op. Inputs are checked by car_tf.ops.validation,
+as the op's are.
 """
 
 import numpy as np
 import tensorflow as tf
 
+from car_tf.ops.validation import check_resample_inputs, kernel_size_of
 from car_tf.shapes import dimension
-
-
-def _kernel_size(taps):
-    """k from k*k: a Python int when the tap count is static."""
-    if isinstance(taps, int):
-        k = int(round(taps**0.5))
-        if k < 1 or k * k != taps:
-            raise ValueError(
-                f"the last dimension of kernels must be a positive perfect square k*k, got {taps}"
-            )
-        return k
-    return tf.cast(tf.round(tf.sqrt(tf.cast(taps, tf.float32))), tf.int32)
-
-
-def _check_image_size(image, kernels, k):
-    """The op's own check (custom_ops/cc/kernels/adaptive_resample_op.cc), with its message:
-    REFLECT padding by k/2 needs at least k/2 + 1 pixels along each axis, else the indices
-    go negative (an error on CPU, silent zeros on GPU).
-
-    Returns `image`, behind a run-time assertion where the sizes are not static.
-    """
-    pad = k // 2
-    message = "image height and width must exceed k/2 = {} for reflection padding, got {} with k = {}"
-    sizes = [dimension(image, axis) for axis in range(4)]
-    out_pixels = dimension(kernels, 1), dimension(kernels, 2)
-    static = all(isinstance(value, int) for value in (*sizes, *out_pixels, k))
-    if static:
-        empty = out_pixels[0] * out_pixels[1] * sizes[0] == 0 or sizes[3] == 0
-        if not empty and (sizes[1] <= pad or sizes[2] <= pad):
-            shape = "[" + ",".join(str(size) for size in sizes) + "]"
-            raise tf.errors.InvalidArgumentError(None, None, message.format(pad, shape, k))
-        return image
-    shape = tf.shape(image)
-    empty = tf.logical_or(tf.reduce_prod(tf.shape(kernels)[:3]) == 0, shape[3] == 0)
-    fits = tf.logical_and(shape[1] > pad, shape[2] > pad)
-    text = tf.strings.format(message.format("{}", "[{},{},{},{}]", "{}"),
-                             (pad, shape[0], shape[1], shape[2], shape[3], k))
-    with tf.control_dependencies([tf.debugging.Assert(tf.logical_or(empty, fits), [text])]):
-        return tf.identity(image)
 
 
 def _reflect_index(index, length, pad):
@@ -99,11 +62,9 @@ def adaptive_resample_composite(image, kernels, offsets_x, offsets_y, offset_uni
     Returns:
       [N, h, w, C] tensor of image's dtype.
     """
-    image = tf.convert_to_tensor(image)
+    image, kernels, offsets_x, offsets_y = check_resample_inputs(
+        image, kernels, offsets_x, offsets_y, offset_unit)
     dtype = image.dtype
-    kernels = tf.convert_to_tensor(kernels, dtype=dtype)
-    offsets_x = tf.convert_to_tensor(offsets_x, dtype=dtype)
-    offsets_y = tf.convert_to_tensor(offsets_y, dtype=dtype)
 
     batch = tf.shape(image)[0]
     in_height = tf.shape(image)[1]
@@ -112,9 +73,8 @@ def adaptive_resample_composite(image, kernels, offsets_x, offsets_y, offset_uni
     out_height = tf.shape(kernels)[1]
     out_width = tf.shape(kernels)[2]
     taps = dimension(kernels, 3)
-    k = _kernel_size(taps)
+    k = kernel_size_of(taps)
     pad = k // 2
-    image = _check_image_size(image, kernels, k)
 
     def centres(out_size, in_size):
         # Eq. 1 of the paper, generalised to non-integer ratios.
