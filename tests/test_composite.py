@@ -3,7 +3,11 @@ its own: shapes known only at run time, the op's size check, 64-bit indices. Its
 with the custom op and the references, and its gradients against finite differences, are in
 tests/test_adaptive_resample.py."""
 
+import json
+import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -88,10 +92,40 @@ def test_too_small_images_are_refused_with_the_ops_message(static, image_shape):
         resample(tf.zeros(bigger), taps, taps, taps)
 
 
-def test_gather_indices_are_64_bit():
+@pytest.mark.parametrize("taps", [None, 9], ids=["k-at-run-time", "k-static"])
+def test_gather_indices_are_64_bit(taps):
     # N * H * W past 2^31 cannot be run here; the indices' dtype is what keeps them whole.
+    # With k known only at run time the gathers sit in a while loop's body function.
     spec = tf.TensorSpec([None, None, None, None], tf.float32)
-    graph = tf.function(lambda *a: ops.adaptive_resample_composite(*a, 2.0)).get_concrete_function(
-        spec, spec, spec, spec).graph
-    gathers = [op for op in graph.get_operations() if op.type == "GatherV2"]
-    assert gathers and all(op.inputs[1].dtype == tf.int64 for op in gathers)
+    taps_spec = tf.TensorSpec([None, None, None, taps], tf.float32)
+    graph_def = tf.function(lambda *a: ops.adaptive_resample_composite(*a, 2.0)).get_concrete_function(
+        spec, taps_spec, taps_spec, taps_spec).graph.as_graph_def()
+    nodes = list(graph_def.node) + [node for function in graph_def.library.function
+                                    for node in function.node_def]
+    gathers = [node for node in nodes if node.op == "GatherV2"]
+    assert gathers and all(node.attr["Tindices"].type == tf.int64.as_datatype_enum for node in gathers)
+
+
+_MEMORY_PROBE = """
+import json
+import tensorflow as tf
+from car_tf import ops
+from car_tf.memory import peak_memory
+image = tf.random.uniform([1, 1200, 1200, 3])
+kernels = tf.random.normal([1, 300, 300, 169])
+offsets = kernels * 0.1
+before = peak_memory()["peak_rss_mib"]
+ops.adaptive_resample_composite(image, kernels, offsets, offsets, 4.0).numpy()
+print(json.dumps({"extra_mib": peak_memory()["peak_rss_mib"] - before}))
+"""
+
+
+@pytest.mark.slow
+def test_memory_stays_near_one_kernel_rows_gathers():
+    # x4 (k = 13) from a 1200 x 1200 image: gathering all 169 taps at once took 1.8 GB more
+    # than the inputs; one kernel row at a time, four [1, 300, 300, 13, 3] gathers are 14 MB each.
+    child = subprocess.run([sys.executable, "-c", _MEMORY_PROBE], capture_output=True, text=True,
+                           timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert child.returncode == 0, child.stderr[-2000:]
+    extra = json.loads(child.stdout.strip().splitlines()[-1])["extra_mib"]
+    assert extra < 300, extra
