@@ -22,11 +22,11 @@ import os
 import sys
 import time
 
-from car_tf.models.car import UPSCALERS
-from car_tf.ops import IMPLEMENTATIONS
+from car_tf.choices import IMPLEMENTATIONS, PRECISIONS, UPSCALERS
 from car_tf.progress import Progress
 
-# The heavy modules (models, inference) are imported once a command runs.
+# TensorFlow and what needs it (models, inference) are imported once a command runs, so
+# that --help and usage errors answer at once (tests/test_cli.py checks it).
 
 COMMANDS = ("downscale", "upscale", "roundtrip")
 SCALES = (2, 4)
@@ -71,8 +71,9 @@ def build_parser():
         sub.add_argument("--model", default=None,
                          help="bundled model name, .keras file or training model_dir "
                               "(default: the bundled model for --scale and --upscaler)")
-        sub.add_argument("--upscaler", choices=UPSCALERS, default="bicubic",
-                         help="which bundled model is the default (ignored with --model)")
+        sub.add_argument("--upscaler", choices=UPSCALERS, default=None,
+                         help="which bundled model is the default (default bicubic); with "
+                              "--model, it must be that model's upscaler")
         sub.add_argument("--tile", type=int, default=DEFAULT_TILE,
                          help="tile side in HR pixels; tiles overlap by the receptive field, "
                               "so results don't depend on it; 0 = whole image at once "
@@ -87,7 +88,13 @@ def build_parser():
                          default="auto", help="adaptive resampler implementation")
         sub.add_argument("--bfloat16", action="store_true",
                          help="run the networks' convolutions in bfloat16 (oneDNN; fast on CPUs "
-                              "with AVX512-BF16/AMX); results may differ by one 8-bit level")
+                              "with AVX512-BF16/AMX); results may differ by one or two 8-bit "
+                              "levels")
+        sub.add_argument("--precision", choices=PRECISIONS, default="auto",
+                         help="how the ResamplerNet runs: float32, or mixed_bfloat16 (all but "
+                              "its last convolutions in bfloat16: LR within one level of "
+                              "float32, about half the CPU time); auto: mixed_bfloat16 on a "
+                              "CPU with AVX512-BF16 or AMX and no GPU (default auto)")
         sub.add_argument("--quiet", action="store_true",
                          help="no progress bar and no notes; errors are still printed")
     return parser
@@ -148,7 +155,8 @@ def collect_jobs(inputs, extension, notes=None):
 def _load_model(args):
     from car_tf import pretrained
 
-    name = args.model or pretrained.default_model_name(args.scale or DEFAULT_SCALE, args.upscaler)
+    name = args.model or pretrained.default_model_name(args.scale or DEFAULT_SCALE,
+                                                       args.upscaler or "bicubic")
     try:
         model = pretrained.load_model(name, args.resampler_impl)
     except pretrained.ModelNotFoundError as error:
@@ -165,6 +173,9 @@ def _load_model(args):
         raise UsageError(f"model {name} is not a CAR model (no downscaler)")
     if args.scale is not None and args.scale != model.scale:
         raise UsageError(f"--scale {args.scale} but model {name} is for scale {model.scale}")
+    if args.upscaler is not None and args.upscaler != model.upscaler_name:
+        raise UsageError(f"--upscaler {args.upscaler} but model {name} has the "
+                         f"{model.upscaler_name} upscaler; drop --upscaler or pick another --model")
     return model
 
 
@@ -370,7 +381,8 @@ def run(args):
     progress = Progress(len(jobs), unit=" files", quiet=args.quiet)
     for note in notes:
         progress.note(note)
-    batch = Batch(args, model, inference.Runner(model, tile=args.tile), jobs, progress)
+    runner = inference.Runner(model, tile=args.tile, precision=args.precision)
+    batch = Batch(args, model, runner, jobs, progress)
     try:
         batch.run()
     finally:

@@ -134,6 +134,36 @@ def test_missing_default_model_is_a_one_line_usage_error(tmp_path, monkeypatch, 
     assert not (tmp_path / "o").exists()
 
 
+def test_help_and_usage_errors_do_not_import_tensorflow(tmp_path):
+    # Each argv in a fresh interpreter, run as `car` runs it; sys.modules says whether
+    # anything pulled TensorFlow in before the parser answered.
+    script = (
+        "import json, runpy, sys\n"
+        "sys.argv = ['car', *json.loads(sys.argv[1])]\n"
+        "try:\n"
+        "    runpy.run_module('car_tf.cli', run_name='__main__')\n"
+        "except SystemExit as exit:\n"
+        "    print(json.dumps([exit.code, 'tensorflow' in sys.modules]))\n"
+    )
+    for argv, status in ((["--help"], 0), (["downscale", "--help"], 0),
+                         (["downscale", "x.png"], 2),
+                         (["upscale", "x.png", "-o", str(tmp_path), "--scale", "3"], 2)):
+        result = _run("-c", script, json.dumps(argv))
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout.splitlines()[-1]) == [status, False], argv
+
+
+def test_upscaler_must_match_the_model(tmp_path, capsys):
+    Image.fromarray(photo(16, 16)).save(tmp_path / "x.png")
+    status = cli.main(["downscale", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"),
+                       "--model", "car-x4-fixed", "--upscaler", "edsr"])
+    assert status == cli.EXIT_USAGE
+    error = capsys.readouterr().err.strip()
+    assert error == ("car: error: --upscaler edsr but model car-x4-fixed has the bicubic "
+                     "upscaler; drop --upscaler or pick another --model")
+    assert not (tmp_path / "o").exists()
+
+
 def test_scale_must_match_the_model(model_dir, tmp_path, capsys):
     Image.fromarray(photo(16, 16)).save(tmp_path / "x.png")
     status = cli.main(["downscale", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"),
@@ -260,7 +290,7 @@ def test_bfloat16_flag_changes_the_result_by_a_level_or_two(model_dir, tmp_path)
         pytest.skip("this CPU has no oneDNN bfloat16 path: --bfloat16 can change nothing here")
     Image.fromarray(photo(48, 64, 11)).save(tmp_path / "x.png")
     outputs = {}
-    for label, extra in (("f32", []), ("bf16", ["--bfloat16"])):
+    for label, extra in (("f32", ["--precision=float32"]), ("bf16", ["--bfloat16"])):
         result = _run("-m", "car_tf.cli", "downscale", str(tmp_path / "x.png"), "-o",
                       str(tmp_path / label), "--model", model_dir, "--quiet", *extra)
         assert result.returncode == 0, result.stderr

@@ -43,15 +43,14 @@ config has the same keys. Variants of `default_config`:
 import keras
 import tensorflow as tf
 
+from car_tf.choices import IMPLEMENTATIONS, UPSCALERS
 from car_tf.models.bicubic import BicubicUpscaler
 from car_tf.models.downscaler import AdaptiveDownscale
 from car_tf.models.edsr import EDSR, EDSR_BASELINE, EDSR_PAPER
 from car_tf.models.roundtrip import RoundTripMethods
 from car_tf.models.resampler_net import ResamplerNet, check_hr_shape, kernel_size_for
-from car_tf.ops import IMPLEMENTATIONS
 from car_tf.quantize import Quantize8Bit
 
-UPSCALERS = ("bicubic", "edsr")
 VARIANTS = ("paper", "baseline", "lite", "tiny")
 # See the module docstring: the authors' normalisation, kept as the default so that
 # configs saved before the key existed mean what they meant.

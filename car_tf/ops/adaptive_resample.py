@@ -10,10 +10,9 @@ import threading
 import tensorflow as tf
 from tensorflow.python.framework import kernels as registered_kernels
 
+from car_tf.choices import IMPLEMENTATIONS
 from car_tf.ops.composite import adaptive_resample_composite
 from car_tf.ops.validation import check_resample_inputs
-
-IMPLEMENTATIONS = ("auto", "custom", "composite")
 
 _LIBRARY_GLOB = os.path.join(os.path.dirname(__file__), "_adaptive_resample_ops*.so")
 _lock = threading.Lock()
