@@ -23,6 +23,13 @@ padded copy of the image is made), converted to float and run; its core is
 written into a preallocated uint8 output. Peak memory is then the source and
 output uint8 arrays, which scale with the image, plus one tile's activations,
 which scale with the tile size.
+
+Precision (car_tf.choices.PRECISIONS). Nearly all of a CAR downscale's time is the
+ResamplerNet's convolutions. "mixed_bfloat16" runs them in bfloat16, except the heads'
+last ones (ResamplerNet.set_body_dtype_policy); on a CPU with bfloat16 instructions
+that halves the network's CPU time and moves LR pixels by at most one level. XLA
+(jit_compile) was tried for the network and was slower on CPU than TensorFlow's oneDNN
+convolutions (docs/BENCHMARKS.md).
 """
 
 import dataclasses
@@ -31,6 +38,7 @@ from fractions import Fraction
 import numpy as np
 import tensorflow as tf
 
+from car_tf.choices import PRECISIONS
 from car_tf.models import size_multiple
 from car_tf.models.bicubic import CUBIC_REACH
 from car_tf.padding import lr_size, padded_size, reflect_indices, round_up
@@ -145,6 +153,29 @@ def enable_bfloat16():
     tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
 
 
+def cpu_has_bfloat16():
+    """Whether the CPU has bfloat16 dot-product instructions (AVX512-BF16 or AMX-BF16),
+    which oneDNN's bfloat16 convolutions need to be faster than float32 ones."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            flags = set(handle.read().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def resolve_precision(precision):
+    """Maps "auto" to "mixed_bfloat16" on a CPU with bfloat16 instructions and no GPU,
+    else to "float32"; checks the name."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    if cpu_has_bfloat16() and not tf.config.list_physical_devices("GPU"):
+        return "mixed_bfloat16"
+    return "float32"
+
+
 def _tf_fn(fn):
     """Wraps a tf function of a [1, h, w, C] uint8 batch as numpy [h, w, C] -> numpy."""
 
@@ -158,14 +189,20 @@ class Runner:
     """Downscales and upscales whole uint8 images with a CARModel, tile by tile.
 
     Args:
-      model: a CARModel.
+      model: a CARModel (or a FixedKernelModel).
       tile: tile core side in HR pixels (0: whole image at once).
+      precision: of PRECISIONS, how a CARModel's ResamplerNet runs; the Runner sets it
+        on the model (resolve_precision's choice), so it holds for that model object.
     """
 
-    def __init__(self, model, tile):
+    def __init__(self, model, tile, precision="float32"):
         if tile < 0:
             raise ValueError(f"tile must be >= 0 (0 = no tiling), got {tile}")
         self.model = model
+        self.precision = resolve_precision(precision)
+        if hasattr(model, "resampler"):
+            # The two precisions are Keras dtype policy names.
+            model.resampler.set_body_dtype_policy(self.precision)
         self.scale = int(model.scale)
         self.tile = int(tile)
         self.multiple = size_multiple(self.scale)

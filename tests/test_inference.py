@@ -1,5 +1,6 @@
 """car_tf.inference with tiny models: padding, tiles, tiled == untiled."""
 
+import os
 from fractions import Fraction
 
 import numpy as np
@@ -132,3 +133,38 @@ def test_runner_rejects_bad_arrays(x2_bicubic):
         runner.upscale(np.zeros((8, 8), np.uint8))
     with pytest.raises(ValueError, match="tile"):
         inference.Runner(x2_bicubic, tile=-1)
+
+
+def test_mixed_bfloat16_is_within_one_level_of_float32_on_a_bundled_model():
+    from car_tf import image_io, pretrained, sample_data
+
+    model = pretrained.load_model("car-x4-bicubic")
+    folder = os.path.dirname(sample_data.__file__)
+    images = [image_io.read_image(os.path.join(folder, name)).rgb
+              for name in ("baby.png", "butterfly.png")]
+    exact = inference.Runner(model, tile=256, precision="float32")
+    reference = [exact.downscale(image) for image in images]
+    fast = inference.Runner(model, tile=256, precision="mixed_bfloat16")
+    net = model.resampler
+    assert net.stem.compute_dtype == net.res_block0.conv1.compute_dtype == "bfloat16"
+    assert net.kernel_head_out.compute_dtype == net.offset_y_head_out.compute_dtype == "float32"
+    moved = 0
+    for image, lr in zip(images, reference):
+        difference = np.abs(fast.downscale(image).astype(int) - lr)
+        assert difference.max() <= 1
+        moved += np.count_nonzero(difference)
+    # bfloat16 did run (some pixel moved), and rarely moves one: under 1% here.
+    assert 0 < moved < 0.01 * sum(lr.size for lr in reference)
+    # A float32 Runner puts the model back.
+    inference.Runner(model, tile=256, precision="float32")
+    assert net.stem.compute_dtype == "float32"
+
+
+def test_precision_auto_follows_the_cpu(monkeypatch):
+    monkeypatch.setattr(inference, "cpu_has_bfloat16", lambda: True)
+    assert inference.resolve_precision("auto") == "mixed_bfloat16"
+    monkeypatch.setattr(inference, "cpu_has_bfloat16", lambda: False)
+    assert inference.resolve_precision("auto") == "float32"
+    assert inference.resolve_precision("mixed_bfloat16") == "mixed_bfloat16"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        inference.resolve_precision("float16")
