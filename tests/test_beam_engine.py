@@ -67,10 +67,21 @@ def test_a_failing_network_call_fails_only_its_images(model, monkeypatch):
 
 
 def test_the_engine_is_loaded_once_per_process():
-    first = engine.shared_engine(MODEL, "auto", 1024)
-    assert engine.shared_engine(MODEL, "auto", 1024) is first
+    first = engine.shared_engine(MODEL, "auto", 1024, precision="auto")
+    assert engine.shared_engine(MODEL, "auto", 1024, precision="auto") is first
     assert CarModelHandler(MODEL, "downscale").load_model() is first
     assert CarModelHandler(MODEL, "upscale").load_model() is first
+    other = CarModelHandler(MODEL, "downscale", precision="float32").load_model()
+    assert other is not first and other.model is not first.model  # its own dtype policy
+
+
+def test_precision_is_the_cli_runners():
+    image = photo(24, 40, seed=5)
+    for precision in ("float32", "mixed_bfloat16"):
+        worker = engine.Engine(pretrained.load_model(MODEL), 0, precision)
+        (rgb, _), = worker.resample([image], [None], "downscale")
+        expected = inference.Runner(pretrained.load_model(MODEL), 0, precision).downscale(image)
+        np.testing.assert_array_equal(rgb, expected)
 
 
 def test_handler_batches_by_pixels_and_rejects_unknown_directions():
@@ -80,6 +91,7 @@ def test_handler_batches_by_pixels_and_rejects_unknown_directions():
         CarModelHandler(MODEL, "sideways")
 
 
+@pytest.mark.slow
 def test_keras_file_and_saved_model_give_the_bundled_models_pixels(model, tmp_path):
     from car_tf.export.savedmodel import export_saved_model
 

@@ -66,6 +66,7 @@ def test_other_usage_errors(image_dir, tmp_path, capsys, no_pipeline):
     base = ["downscale", str(image_dir), "-o", str(tmp_path / "out"), "--model", MODEL]
     for extra, message in [(["--format", "gif"], "--format 'gif' is not one of"),
                            (["--scale", "2"], "--scale 2 but model"),
+                           (["--upscaler", "edsr"], "--upscaler edsr but model"),
                            (["--tile", "8"], "--tile 8 is smaller than this model's halo"),
                            (["--batch_size", "0"], "--batch_size must be >= 1")]:
         assert launch.main(base + extra) == launch.EXIT_USAGE

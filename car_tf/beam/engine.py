@@ -101,11 +101,14 @@ class Engine:
     Args:
       model: a CARModel (or SavedModelCAR).
       tile: tile core side in HR pixels, as the CLI's --tile (0: whole images).
+      precision: of car_tf.choices.PRECISIONS, as the CLI's --precision (the Runner sets
+        it on a CARModel; a SavedModel runs as it was exported).
     """
 
-    def __init__(self, model, tile):
+    def __init__(self, model, tile, precision="float32"):
         self.model = model
-        self.runner = inference.Runner(model, tile)
+        # Built before the tf.functions below: the Runner sets the model's dtype policy.
+        self.runner = inference.Runner(model, tile, precision)
         self.scale = self.runner.scale
         spec = tf.TensorSpec([None, None, None, 3], tf.uint8)
         self._networks = {
@@ -182,16 +185,24 @@ _engines = {}
 _engines_lock = threading.Lock()
 
 
-def shared_engine(model, resampler_impl, tile, bfloat16=False):
+def shared_engine(model, resampler_impl, tile, bfloat16=False, precision="float32",
+                  loaded=None):
     """The process's Engine for these settings, loading the model on first use.
 
     Every RunInference transform of a pipeline (roundtrip has two) and the launcher's
     check of the model share it, so a worker process loads each model once.
+
+    Args:
+      model: what load_model takes; with the other settings, the engine's key.
+      loaded: the model already loaded from `model` (the launcher's, checked), used
+        instead of loading it again.
     """
-    key = (model, resampler_impl, int(tile), bool(bfloat16))
+    key = (model, resampler_impl, int(tile), bool(bfloat16), precision)
     with _engines_lock:
         if key not in _engines:
             if bfloat16:
                 inference.enable_bfloat16()
-            _engines[key] = Engine(load_model(model, resampler_impl), tile)
+            if loaded is None:
+                loaded = load_model(model, resampler_impl)
+            _engines[key] = Engine(loaded, tile, precision)
         return _engines[key]

@@ -29,13 +29,13 @@ class CarModelHandler(ModelHandler):
     Args:
       model: bundled model name, `.keras` file, training model_dir or SavedModel export.
       direction: "downscale" or "upscale".
-      resampler_impl, tile, bfloat16: as the CLI's flags.
+      resampler_impl, tile, bfloat16, precision: as the CLI's flags.
       batch_size: windows of equal size per network call.
       batch_pixels: decoded input pixels per RunInference batch.
     """
 
     def __init__(self, model, direction, resampler_impl="auto", tile=1024, bfloat16=False,
-                 batch_size=1, batch_pixels=BATCH_PIXELS):
+                 precision="auto", batch_size=1, batch_pixels=BATCH_PIXELS):
         if direction not in engine.DIRECTIONS:
             raise ValueError(f"direction must be one of {engine.DIRECTIONS}, got {direction!r}")
         # A fixed target: BatchElements' adaptive sizing would start at one pixel.
@@ -46,10 +46,12 @@ class CarModelHandler(ModelHandler):
         self._resampler_impl = resampler_impl
         self._tile = tile
         self._bfloat16 = bfloat16
+        self._precision = precision
         self._batch_size = batch_size
 
     def load_model(self):
-        return engine.shared_engine(self._model, self._resampler_impl, self._tile, self._bfloat16)
+        return engine.shared_engine(self._model, self._resampler_impl, self._tile, self._bfloat16,
+                                    self._precision)
 
     def run_inference(self, batch, model, inference_args=None):
         images = [work.image for work in batch]

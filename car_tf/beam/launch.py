@@ -28,9 +28,8 @@ PROG = "beam_downscale"
 
 def add_flags(parser):
     """car's own flags (the CLI's names), added to Beam's parser."""
+    from car_tf.choices import IMPLEMENTATIONS, PRECISIONS, UPSCALERS
     from car_tf.cli import DEFAULT_SCALE, DEFAULT_TILE, SCALES
-    from car_tf.models.car import UPSCALERS
-    from car_tf.ops import IMPLEMENTATIONS
 
     parser.add_argument("command", choices=pipeline.COMMANDS,
                         help="downscale (HR -> LR), upscale (LR -> SR) or roundtrip (both, "
@@ -46,8 +45,9 @@ def add_flags(parser):
                         help="bundled model name, .keras file, training model_dir or "
                              "SavedModel export (default: the bundled model for --scale and "
                              "--upscaler)")
-    parser.add_argument("--upscaler", choices=UPSCALERS, default="bicubic",
-                        help="which bundled model is the default (ignored with --model)")
+    parser.add_argument("--upscaler", choices=UPSCALERS, default=None,
+                        help="which bundled model is the default (default bicubic); with "
+                             "--model, it must be that model's upscaler")
     parser.add_argument("--tile", type=int, default=DEFAULT_TILE,
                         help="tile side in HR pixels, as car's; 0 = whole image at once "
                              f"(default {DEFAULT_TILE})")
@@ -61,6 +61,10 @@ def add_flags(parser):
                         help="adaptive resampler implementation")
     parser.add_argument("--bfloat16", action="store_true",
                         help="run the networks' convolutions in bfloat16 (oneDNN)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="how the ResamplerNet runs, as car's --precision: float32, or "
+                             "mixed_bfloat16; auto: mixed_bfloat16 on a CPU with AVX512-BF16 "
+                             "or AMX and no GPU (default auto)")
     parser.add_argument("--quiet", action="store_true",
                         help="no notes and no summary; failures are still reported")
     parser.add_argument("--batch_size", type=int, default=1,
@@ -138,28 +142,32 @@ def _inputs(arguments, out_dir):
 
 
 def _load_model(args):
-    """(model name or absolute path, its scale), loading it once to check it."""
+    """(model name or absolute path, its scale), loading it once to check it: local bundled
+    names, .keras files and model_dirs through car's own loading and checks, SavedModels
+    and models on other filesystems through engine.load_model."""
     from car_tf import pretrained
-    from car_tf.beam.engine import shared_engine
+    from car_tf.beam import engine
     from car_tf.cli import DEFAULT_SCALE
+    from car_tf.cli import _load_model as load_checked
 
-    name = args.model or pretrained.default_model_name(args.scale or DEFAULT_SCALE, args.upscaler)
+    name = args.model or pretrained.default_model_name(args.scale or DEFAULT_SCALE,
+                                                       args.upscaler or "bicubic")
     if files.is_local(name) and os.path.exists(name):
         name = os.path.abspath(name)
-    try:
-        engine = shared_engine(name, args.resampler_impl, args.tile, args.bfloat16)
-    except pretrained.ModelNotFoundError as error:
-        if args.model is None:
-            raise UsageError(
-                f"the default model {name!r} is not installed (bundled here: "
-                f"{', '.join(pretrained.bundled_models()) or 'none'}); pass --model") from None
-        raise UsageError(" ".join(str(error).split())) from None
-    except (ValueError, OSError) as error:
-        raise UsageError(f"model {name}: {' '.join(str(error).split())}") from None
-    if args.scale is not None and args.scale != engine.scale:
-        raise UsageError(f"--scale {args.scale} but model {name} is for scale {engine.scale}")
-    check_tile(args.tile, engine.model)
-    return name, engine.scale
+    if files.is_local(name) and not engine.is_saved_model(name):
+        model = load_checked(args)
+    else:
+        try:
+            model = engine.load_model(name, args.resampler_impl)
+        except (ValueError, OSError) as error:
+            raise UsageError(f"model {name}: {' '.join(str(error).split())}") from None
+        if args.scale is not None and args.scale != model.scale:
+            raise UsageError(f"--scale {args.scale} but model {name} is for scale {model.scale}")
+    check_tile(args.tile, model)
+    # The workers of the DirectRunner's in_memory mode are this process: they find it loaded.
+    worker = engine.shared_engine(name, args.resampler_impl, args.tile, args.bfloat16,
+                                  args.precision, loaded=model)
+    return name, worker.scale
 
 
 def prepare(args):
@@ -177,7 +185,8 @@ def prepare(args):
     settings = pipeline.Settings(
         command=args.command, out_dir=out_dir, model=model, scale=scale,
         resampler_impl=args.resampler_impl, tile=args.tile, extension=extension,
-        max_pixels=args.max_pixels, bfloat16=args.bfloat16, batch_size=args.batch_size,
+        max_pixels=args.max_pixels, bfloat16=args.bfloat16, precision=args.precision,
+        batch_size=args.batch_size,
         dead_letters=args.dead_letters and _absolute(args.dead_letters),
         scores=args.scores and _absolute(args.scores), quiet=args.quiet)
     return settings, inputs

@@ -57,6 +57,7 @@ class Settings:
     extension: str | None = None
     max_pixels: int | None = None
     bfloat16: bool = False
+    precision: str = "auto"
     batch_size: int = 1
     dead_letters: str | None = None
     scores: str | None = None
@@ -77,7 +78,7 @@ class Settings:
 
     def handler(self, direction):
         return CarModelHandler(self.model, direction, resampler_impl=self.resampler_impl,
-                               tile=self.tile, bfloat16=self.bfloat16,
+                               tile=self.tile, bfloat16=self.bfloat16, precision=self.precision,
                                batch_size=self.batch_size)
 
 
