@@ -49,6 +49,43 @@ class FileError(Exception):
     """A problem with one file of the batch: one line naming it; the batch goes on."""
 
 
+def add_model_flags(parser, model_kinds="bundled model name, .keras file or training model_dir"):
+    """The flags that choose the model and how it runs and writes, for `car`'s commands and
+    tools/beam_downscale.py (car_tf.beam.launch) alike, so that each means the same in both.
+
+    model_kinds: what --model takes, for its help.
+    """
+    parser.add_argument("--scale", type=int, choices=SCALES, default=None,
+                        help=f"scale factor (default: the model's, else {DEFAULT_SCALE})")
+    parser.add_argument("--model", default=None,
+                        help=f"{model_kinds} (default: the bundled model for --scale and "
+                             "--upscaler)")
+    parser.add_argument("--upscaler", choices=UPSCALERS, default=None,
+                        help="which bundled model is the default (default bicubic); with "
+                             "--model, it must be that model's upscaler")
+    parser.add_argument("--tile", type=int, default=DEFAULT_TILE,
+                        help="tile side in HR pixels; tiles overlap by the receptive field, "
+                             "so results don't depend on it; 0 = whole image at once "
+                             f"(default {DEFAULT_TILE})")
+    parser.add_argument("--format", default=None,
+                        help="output format by extension: png, jpg, webp, tif, bmp "
+                             "(default: keep each input's)")
+    parser.add_argument("--max_pixels", type=int, default=None,
+                        help="refuse images with more pixels than this (decompression-bomb "
+                             "guard; default: Pillow's limit; 0 = no limit)")
+    parser.add_argument("--resampler_impl", choices=IMPLEMENTATIONS,
+                        default="auto", help="adaptive resampler implementation")
+    parser.add_argument("--bfloat16", action="store_true",
+                        help="run the networks' convolutions in bfloat16 (oneDNN; fast on CPUs "
+                             "with AVX512-BF16/AMX); results may differ by one or two 8-bit "
+                             "levels")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="how the ResamplerNet runs: float32, or mixed_bfloat16 (all but "
+                             "its last convolutions in bfloat16: LR within one level of "
+                             "float32, about half the CPU time); auto: mixed_bfloat16 on a "
+                             "CPU with AVX512-BF16 or AMX and no GPU (default auto)")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="car",
@@ -66,35 +103,7 @@ def build_parser():
                          help="image files and folders (folders recurse)")
         sub.add_argument("-o", "--out_dir", required=True,
                          help="output folder; created if missing; inputs are never overwritten")
-        sub.add_argument("--scale", type=int, choices=SCALES, default=None,
-                         help=f"scale factor (default: the model's, else {DEFAULT_SCALE})")
-        sub.add_argument("--model", default=None,
-                         help="bundled model name, .keras file or training model_dir "
-                              "(default: the bundled model for --scale and --upscaler)")
-        sub.add_argument("--upscaler", choices=UPSCALERS, default=None,
-                         help="which bundled model is the default (default bicubic); with "
-                              "--model, it must be that model's upscaler")
-        sub.add_argument("--tile", type=int, default=DEFAULT_TILE,
-                         help="tile side in HR pixels; tiles overlap by the receptive field, "
-                              "so results don't depend on it; 0 = whole image at once "
-                              f"(default {DEFAULT_TILE})")
-        sub.add_argument("--format", default=None,
-                         help="output format by extension: png, jpg, webp, tif, bmp "
-                              "(default: keep each input's)")
-        sub.add_argument("--max_pixels", type=int, default=None,
-                         help="refuse images with more pixels than this (decompression-bomb "
-                              "guard; default: Pillow's limit; 0 = no limit)")
-        sub.add_argument("--resampler_impl", choices=IMPLEMENTATIONS,
-                         default="auto", help="adaptive resampler implementation")
-        sub.add_argument("--bfloat16", action="store_true",
-                         help="run the networks' convolutions in bfloat16 (oneDNN; fast on CPUs "
-                              "with AVX512-BF16/AMX); results may differ by one or two 8-bit "
-                              "levels")
-        sub.add_argument("--precision", choices=PRECISIONS, default="auto",
-                         help="how the ResamplerNet runs: float32, or mixed_bfloat16 (all but "
-                              "its last convolutions in bfloat16: LR within one level of "
-                              "float32, about half the CPU time); auto: mixed_bfloat16 on a "
-                              "CPU with AVX512-BF16 or AMX and no GPU (default auto)")
+        add_model_flags(sub)
         sub.add_argument("--quiet", action="store_true",
                          help="no progress bar and no notes; errors are still printed")
     return parser

@@ -27,9 +27,9 @@ PROG = "beam_downscale"
 
 
 def add_flags(parser):
-    """car's own flags (the CLI's names), added to Beam's parser."""
-    from car_tf.choices import IMPLEMENTATIONS, PRECISIONS, UPSCALERS
-    from car_tf.cli import DEFAULT_SCALE, DEFAULT_TILE, SCALES
+    """car's own flags (the CLI's, from cli.add_model_flags) and the pipeline's, added to
+    Beam's parser."""
+    from car_tf.cli import add_model_flags
 
     parser.add_argument("command", choices=pipeline.COMMANDS,
                         help="downscale (HR -> LR), upscale (LR -> SR) or roundtrip (both, "
@@ -39,32 +39,8 @@ def add_flags(parser):
                              "folder, ** across folders), local or on any Beam filesystem")
     parser.add_argument("-o", "--out_dir", required=True,
                         help="output folder; outputs mirror each input's path below its folder")
-    parser.add_argument("--scale", type=int, choices=SCALES, default=None,
-                        help=f"scale factor (default: the model's, else {DEFAULT_SCALE})")
-    parser.add_argument("--model", default=None,
-                        help="bundled model name, .keras file, training model_dir or "
-                             "SavedModel export (default: the bundled model for --scale and "
-                             "--upscaler)")
-    parser.add_argument("--upscaler", choices=UPSCALERS, default=None,
-                        help="which bundled model is the default (default bicubic); with "
-                             "--model, it must be that model's upscaler")
-    parser.add_argument("--tile", type=int, default=DEFAULT_TILE,
-                        help="tile side in HR pixels, as car's; 0 = whole image at once "
-                             f"(default {DEFAULT_TILE})")
-    parser.add_argument("--format", default=None,
-                        help="output format by extension: png, jpg, webp, tif, bmp "
-                             "(default: keep each input's)")
-    parser.add_argument("--max_pixels", type=int, default=None,
-                        help="refuse images with more pixels than this (decompression-bomb "
-                             "guard; default: Pillow's limit; 0 = no limit)")
-    parser.add_argument("--resampler_impl", choices=IMPLEMENTATIONS, default="auto",
-                        help="adaptive resampler implementation")
-    parser.add_argument("--bfloat16", action="store_true",
-                        help="run the networks' convolutions in bfloat16 (oneDNN)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="how the ResamplerNet runs, as car's --precision: float32, or "
-                             "mixed_bfloat16; auto: mixed_bfloat16 on a CPU with AVX512-BF16 "
-                             "or AMX and no GPU (default auto)")
+    add_model_flags(parser, model_kinds="bundled model name, .keras file, training "
+                                        "model_dir or SavedModel export")
     parser.add_argument("--quiet", action="store_true",
                         help="no notes and no summary; failures are still reported")
     parser.add_argument("--batch_size", type=int, default=1,
