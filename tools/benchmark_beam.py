@@ -122,7 +122,8 @@ def main(argv):
         "scale": FLAGS.scale,
         "model": _model_flags()[1],
         "tile": FLAGS.tile,
-        "beam": f"DirectRunner {FLAGS.direct_running_mode}, {FLAGS.direct_num_workers} workers",
+        "beam_runner": (f"DirectRunner {FLAGS.direct_running_mode}, "
+                        f"{FLAGS.direct_num_workers} workers"),
         "cpus": os.cpu_count(),
         "load_average_before": round(os.getloadavg()[0], 2),
         "runs": {name: [] for name in tools},
@@ -167,7 +168,7 @@ def main(argv):
         return
     print(f"{FLAGS.images} x {result['image']} ({result['megapixels']} MP), x{FLAGS.scale}, "
           f"model {result['model']}, {result['cpus']} CPUs, load {result['load_average_before']} "
-          f"-> {result['load_average_after']}; beam: {result['beam']}")
+          f"-> {result['load_average_after']}; beam: {result['beam_runner']}")
     print("tool   wall_s (runs)            images/s   MP/s   startup_s  processing MP/s")
     for name in tools:
         row = result[name]

@@ -114,7 +114,7 @@ def output_paths(out_dir, relative, command, extension=None):
     if extension:
         relative = os.path.splitext(relative)[0] + extension
     if command == "roundtrip":
-        return [FileSystems.join(out_dir, "lr", relative), FileSystems.join(out_dir, "sr", relative)]
+        return [FileSystems.join(out_dir, part, relative) for part in ("lr", "sr")]
     return [FileSystems.join(out_dir, relative)]
 
 
