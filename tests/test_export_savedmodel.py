@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -163,3 +164,51 @@ def test_saved_model_cli_shows_the_export(exports):
     for name in savedmodel.SIGNATURES:
         assert f"signature_def['{name}']" in result.stdout
     assert "DT_UINT8" in result.stdout and "DT_STRING" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def tiled_export(model_dir, tmp_path_factory):
+    """The composite export with tiles of 32 HR pixels, so a small image spans several."""
+    model = pretrained.load_model(model_dir, "composite")
+    return savedmodel.export_saved_model(model, str(tmp_path_factory.mktemp("tiled")), 1, tile=32)
+
+
+def test_the_downscale_runs_in_tiles_and_matches_the_cli(tiled_export, model_dir):
+    from car_tf.inference import Runner
+
+    hr = _images((1, 83, 70, 3), 5)
+    loaded = tf.saved_model.load(tiled_export)
+    lr = loaded.signatures["downscale"](hr=tf.constant(hr))["lr"].numpy()
+    model = pretrained.load_model(model_dir, "custom")
+    assert len(Runner(model, tile=32).downscale_tiles(83, 70)) > 4
+    for tile in (32, 0):
+        assert _max_level_difference(lr[0], Runner(model, tile=tile).downscale(hr[0])) <= 1
+    metadata = json.load(open(os.path.join(tiled_export, savedmodel.METADATA_PATH)))
+    assert metadata["downscale_tile"] == 32
+    # The tiles are a loop in the graph, not one copy of the network per tile.
+    assert "While" in _saved_model_ops(tiled_export) or "StatelessWhile" in _saved_model_ops(tiled_export)
+
+
+@pytest.mark.parametrize("signature, name, shape", [
+    ("downscale", "hr", (1, 0, 5, 3)),
+    ("downscale", "hr", (2, 7, 0, 3)),
+    ("upscale", "lr", (1, 4, 0, 3)),
+])
+def test_empty_images_fail_naming_the_expected_shape(exports, signature, name, shape):
+    loaded = tf.saved_model.load(exports["composite"])
+    expected = f"{name} must be uint8 [N, H, W, 3] with H, W >= 1, got [{','.join(map(str, shape))}]"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(expected)):
+        loaded.signatures[signature](**{name: tf.zeros(shape, tf.uint8)})
+
+
+@pytest.mark.slow
+def test_downscale_memory_of_a_big_image_follows_the_tile_not_the_image():
+    # 1500 x 1500 x4 with the bundled lite model, in a process with TensorFlow only. Before
+    # the in-graph tiles and the row-by-row resampler the same export peaked at 3.4 GB
+    # (the resampler's [1, 376, 376, 169, 3] gathers alone are 287 MB each).
+    result = _run([sys.executable, "tools/benchmark_savedmodel.py", "--height", "1500",
+                   "--width", "1500", "--model", "car-x4-bicubic", "--skip_cli", "--json"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])["saved_model"]
+    assert report["car_tf_modules"] == []
+    assert report["peak_rss_mib"] < 2000, report

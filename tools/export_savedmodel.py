@@ -23,6 +23,9 @@ flags.DEFINE_enum(
     "composite: built-in TF ops only (stock TF Serving); custom: needs the car_tf op where it loads.",
 )
 flags.DEFINE_bool("overwrite", False, "Replace an existing <export_base>/<version>/.")
+flags.DEFINE_integer("tile", 1024, "Tile side in HR pixels of the downscale signatures, inside the "
+                     "graph (0 = whole image at once; memory then grows with the image).",
+                     lower_bound=0)
 flags.mark_flags_as_required(["model", "export_base"])
 
 FLAGS = flags.FLAGS
@@ -37,7 +40,8 @@ def main(argv):
     try:
         model = pretrained.load_model(FLAGS.model, FLAGS.resampler_impl)
         path = savedmodel.export_saved_model(
-            model, FLAGS.export_base, FLAGS.version, FLAGS.resampler_impl, FLAGS.overwrite
+            model, FLAGS.export_base, FLAGS.version, FLAGS.resampler_impl, FLAGS.overwrite,
+            tile=FLAGS.tile,
         )
     except (ValueError, OSError, RuntimeError) as error:
         raise SystemExit(f"export_savedmodel: {error}") from None

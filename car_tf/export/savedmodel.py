@@ -9,7 +9,8 @@ dynamic batch N and dynamic H and W:
   upscale_image_bytes    image_bytes string [N] -> sr_png_bytes string [N]
 The string signatures exist for TF Serving's REST API, which carries binary strings as
 {"b64": ...}; their output names end in `_bytes`, so TF Serving base64-encodes them too.
-Any HR size is accepted (car_tf.export.graph).
+Any HR size is accepted (car_tf.export.graph); the downscale runs in tiles of `tile` HR
+pixels inside the graph, so its memory does not grow with the image.
 
 The default resampler implementation is "composite" (built-in TF ops only), loadable by
 stock TensorFlow and TF Serving. "custom" keeps the compiled AdaptiveResample op: such a
@@ -25,7 +26,7 @@ import tempfile
 import tensorflow as tf
 
 import car_tf
-from car_tf.export.graph import downscale_any_size, with_resampler_impl
+from car_tf.export.graph import EXPORT_TILE, check_image_input, downscale_any_size, with_resampler_impl
 from car_tf.models.resampler_net import min_hr_size, size_multiple
 from car_tf.ops import load_op_library, op_library_error
 
@@ -66,8 +67,9 @@ def _png_signature(transform):
     return run
 
 
-def _metadata(model, resampler_impl):
+def _metadata(model, resampler_impl, tile):
     return {
+        "downscale_tile": tile,
         "car_tf_version": car_tf.__version__,
         "resampler_impl": resampler_impl,
         "requires_custom_op": CUSTOM_OP_NAME if resampler_impl == "custom" else None,
@@ -81,7 +83,7 @@ def _metadata(model, resampler_impl):
 
 
 def export_saved_model(model, export_base, version=1, resampler_impl=DEFAULT_RESAMPLER_IMPL,
-                       overwrite=False):
+                       overwrite=False, tile=EXPORT_TILE):
     """Writes `model` as a SavedModel to `<export_base>/<version>/` and returns that path.
 
     Args:
@@ -91,6 +93,8 @@ def export_saved_model(model, export_base, version=1, resampler_impl=DEFAULT_RES
       resampler_impl: "composite" (built-in ops only) or "custom" (needs the op library
         wherever the SavedModel is loaded).
       overwrite: replace an existing version directory instead of refusing.
+      tile: HR pixels per tile core of the downscale signatures (0: the whole image at once);
+        memory then follows the tile, not the image (car_tf.export.graph).
 
     The SavedModel is written to a temporary folder inside export_base and renamed
     into place, so a watching TF Serving never sees a half-written version.
@@ -101,6 +105,8 @@ def export_saved_model(model, export_base, version=1, resampler_impl=DEFAULT_RES
         raise ValueError(f"resampler_impl must be 'composite' or 'custom', got {resampler_impl!r}")
     if resampler_impl == "custom" and load_op_library() is None:
         raise RuntimeError(f"--resampler_impl=custom needs the op library: {op_library_error()}")
+    if tile < 0:
+        raise ValueError(f"tile must be >= 0 (0 = the whole image at once), got {tile}")
     version = int(version)
     if version < 1:
         raise ValueError(f"version must be a positive integer, got {version}")
@@ -116,12 +122,16 @@ def export_saved_model(model, export_base, version=1, resampler_impl=DEFAULT_RES
     archive = keras.export.ExportArchive()
     archive.track(model)
     # Keras also serves the first endpoint as serving_default.
-    archive.add_endpoint(
-        "downscale", lambda hr: {"lr": downscale_any_size(model, hr)}, [image_spec("hr")]
-    )
-    archive.add_endpoint("upscale", lambda lr: {"sr": model.upscale_uint8(lr)}, [image_spec("lr")])
-    downscale_png = _png_signature(lambda hr: downscale_any_size(model, hr))
-    upscale_png = _png_signature(model.upscale_uint8)
+    def downscale(hr):
+        return downscale_any_size(model, hr, tile)
+
+    def upscale(lr):
+        return model.upscale_uint8(check_image_input(lr, "lr"))
+
+    archive.add_endpoint("downscale", lambda hr: {"lr": downscale(hr)}, [image_spec("hr")])
+    archive.add_endpoint("upscale", lambda lr: {"sr": upscale(lr)}, [image_spec("lr")])
+    downscale_png = _png_signature(downscale)
+    upscale_png = _png_signature(upscale)
     archive.add_endpoint(
         "downscale_image_bytes",
         lambda image_bytes: {"lr_png_bytes": downscale_png(image_bytes)},
@@ -139,7 +149,7 @@ def export_saved_model(model, export_base, version=1, resampler_impl=DEFAULT_RES
         archive.write_out(staging, verbose=False)
         os.makedirs(os.path.join(staging, os.path.dirname(METADATA_PATH)), exist_ok=True)
         with open(os.path.join(staging, METADATA_PATH), "w") as handle:
-            json.dump(_metadata(model, resampler_impl), handle, indent=2)
+            json.dump(_metadata(model, resampler_impl, tile), handle, indent=2)
         if os.path.exists(target):
             shutil.rmtree(target)
         os.replace(staging, target)

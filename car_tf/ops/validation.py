@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 
-def _shape_text(tensor):
+def shape_text(tensor):
     """The shape as the op writes it ("[2,4,4,9]"): a str when static, else a string tensor."""
     if tensor.shape.is_fully_defined():
         return "[" + ",".join(str(size) for size in tensor.shape) + "]"
@@ -129,12 +129,12 @@ def check_resample_inputs(image, kernels, offsets_x, offsets_y, offset_unit):
     checks.require(image.dtype in (tf.float16, tf.float32, tf.float64),
                    "image must be float16, float32 or float64, got ", image.dtype.name)
     checks.require(image.shape.rank == 4, "image must be rank 4 [N, H, W, C], got shape ",
-                   _shape_text(image))
+                   shape_text(image))
     checks.require(kernels.shape.rank == 4, "kernels must be rank 4 [N, h, w, k*k], got shape ",
-                   _shape_text(kernels))
+                   shape_text(kernels))
     for name, offsets in (("offsets_x", offsets_x), ("offsets_y", offsets_y)):
         checks.require(_same_shape(offsets, kernels), f"{name} must have the shape of kernels ",
-                       _shape_text(kernels), ", got ", _shape_text(offsets))
+                       shape_text(kernels), ", got ", shape_text(offsets))
     batch, kernels_batch = _size(image, 0), _size(kernels, 0)
     checks.require(_equal(kernels_batch, batch), "kernels batch size ", _text(kernels_batch),
                    " differs from image batch size ", _text(batch))
@@ -161,7 +161,7 @@ def check_resample_inputs(image, kernels, offsets_x, offsets_y, offset_unit):
                               == 0, tf.equal(_size(image, 3), 0))
     fits = _all(_greater(_size(image, 1), pad), _greater(_size(image, 2), pad))
     checks.require(_any(empty, fits), "image height and width must exceed k/2 = ", _text(pad),
-                   " for reflection padding, got ", _shape_text(image), " with k = ", _text(k))
+                   " for reflection padding, got ", shape_text(image), " with k = ", _text(k))
     if checks.assertions:
         with tf.control_dependencies(checks.assertions):
             image = tf.identity(image)
