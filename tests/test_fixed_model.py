@@ -111,3 +111,21 @@ def test_reach_covers_what_the_taps_read():
     inside = tf.tensor_scatter_nd_update(hr, [[0, 10, 32 - reach, 0]], [5.0])
     assert not np.array_equal(model.downscale_outputs(inside)["lr_float"].numpy()[0, :, 8], lr)
     assert model.upscale_reach() == models.BicubicUpscaler(4).reach()
+
+
+@pytest.mark.parametrize("name", ["car-x2-fixed", "car-x4-fixed"])
+def test_bundled_fixed_models_load_by_name_and_export_with_the_same_signatures(name, tmp_path):
+    from car_tf import pretrained
+    from car_tf.export import graph, litert, savedmodel, tflite
+
+    model = pretrained.load_model(name)
+    assert isinstance(model, models.FixedKernelModel) and f"x{model.scale}" in name
+    hr = photo(48, 64, seed=9)[np.newaxis]
+    expected = graph.downscale_any_size(model, hr).numpy()
+    loaded = tf.saved_model.load(savedmodel.export_saved_model(model, str(tmp_path / "base")))
+    lr = loaded.signatures["downscale"](hr=tf.constant(hr))["lr"].numpy()
+    assert lr.shape == expected.shape and np.abs(lr.astype(int) - expected).max() <= 1
+    sr = loaded.signatures["upscale"](lr=tf.constant(lr))["sr"].numpy()
+    assert sr.shape == hr.shape
+    files = tflite.export_tflite(model, str(tmp_path / "tflite"), 48, 64)
+    assert np.abs(litert.run_tflite(files["downscaler"], hr).astype(int) - expected).max() <= 1
