@@ -65,6 +65,26 @@ def test_a_car_step_through_jpeg_trains_the_resampler_and_reports_the_rate(tmp_p
     assert "rate_bpp" in terms and np.isfinite(float(terms["total"]))
 
 
+def test_car_with_edsr_through_jpeg_trains_both_networks(tmp_path):
+    # tiny_config's model is CAR with an EDSR upscaler: the gradient must reach the
+    # ResamplerNet through the JPEG and the EDSR that sees the decoded LR.
+    config = tiny_config(tmp_path, lr_codec="jpeg", lr_quality_range=[30, 95], rate_weight=0.3,
+                         rate_term="log_bits")
+    trainer = Trainer(config)
+    hr = next(iter(random_batches(2, 32)))
+    resampler = trainer.model.resampler.trainable_variables
+    upscaler = trainer.model.upscaler.trainable_variables
+    assert resampler and upscaler
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(trainer.per_example_losses(hr)["total"])
+    gradients = tape.gradient(total, resampler + upscaler)
+    for grads in (gradients[:len(resampler)], gradients[len(resampler):]):
+        assert all(g is not None and np.all(np.isfinite(g.numpy())) for g in grads)
+        assert any(np.abs(g.numpy()).max() > 0 for g in grads)
+    terms = trainer.train_step(next(trainer.distribute(random_batches(2, 32))))
+    assert np.isfinite(float(terms["total"])) and float(terms["rate_bpp"]) > 0
+
+
 def test_an_sr_baseline_step_through_jpeg(tmp_path):
     config = tiny_config(tmp_path, mode="sr_baseline", lr_codec="jpeg")
     trainer = Trainer(config)
