@@ -16,7 +16,8 @@ from car_tf.evaluation import html_report, rate_distortion, views
 from car_tf.sample_data import SAMPLE_DIR
 
 # The order the demo shows the bundled models in.
-DEMO_MODELS = ("car-x4-bicubic", "car-x2-bicubic", "car-x4-edsr-lite", "car-x2-edsr-lite")
+DEMO_MODELS = ("car-x4-bicubic", "car-x2-bicubic", "car-x4-fixed", "car-x2-fixed", "car-x4-edsr-lite",
+               "car-x2-edsr-lite")
 # The qualities of the JPEG summary: the range docs/RESULTS.md reports BD figures over.
 JPEG_QUALITIES = (30, 50, 70, 90)
 

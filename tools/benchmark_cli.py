@@ -1,4 +1,4 @@
-"""Benchmarks the `car` command end to end: MP/s and peak RSS of downscale and roundtrip.
+"""Benchmarks the `car` command end to end: MP/s and peak RSS, beside a Pillow reference.
 
 Makes one synthetic photo of --megapixels (the bundled butterfly.png enlarged
 to 4:3, plus mild noise so that PNG coding does real work), then runs each
@@ -11,11 +11,20 @@ and reads the child's wall time, CPU time and peak resident set size
 the model, the decoded image and the output arrays). A run on a 64x64 image
 measures the fixed start-up cost (imports, model load, tracing), reported
 as `startup_s` (and its CPU time and peak RSS); `processing_mp_per_s` is
-megapixels / (wall - startup). `cpu_s` is user + system CPU time summed over
-threads: on a machine shared with other work it is the steadier figure, and
-wall can't be shorter than cpu_s / cores.
+megapixels / (wall - startup), and `processing_cpu_s` the CPU time beyond
+start-up. `cpu_s` is user + system CPU time summed over threads: on a machine
+shared with other work it is the steadier figure, and wall can't be shorter
+than cpu_s / cores.
 
-Model: --model, else the bundled default for the scale (pretrained
+Side by side, in one run: every --models entry, under every --checkouts entry
+(LABEL=PATH: the car command runs with PYTHONPATH=PATH, e.g. a git worktree of an
+older commit, so that before and after share the machine's load), and, for
+downscale, the Pillow reference (`pillow`: a Python script that starts, decodes the
+PNG, resizes it with Image.BICUBIC to 1/scale per side and writes it as PNG at zlib
+level 6, as `car` does). The variants take turns, --repeats rounds; each figure is
+the median over the rounds.
+
+Model: --models, else the bundled default for the scale (pretrained
 default_model_name(scale, "bicubic")), else -- until bundled weights exist --
 the "lite" variant of default_config(scale, "bicubic") with random weights,
 saved to a temporary model_dir; the output says which (`model_source`).
@@ -26,10 +35,14 @@ the cores slow every figure down.
 
 Usage:
   python tools/benchmark_cli.py --megapixels 12 --scale 4 [--tile 1024] [--json]
+  python tools/benchmark_cli.py --scale 4 --commands downscale \\
+      --models car-x4-bicubic,car-x4-fixed --checkouts before=/tmp/main_before,after=. \\
+      --repeats 3
 """
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,23 +50,42 @@ import time
 
 from absl import app, flags
 
+from car_tf.choices import IMPLEMENTATIONS, PRECISIONS
 from car_tf.cli import COMMANDS
-from car_tf.ops import IMPLEMENTATIONS
 
 flags.DEFINE_float("megapixels", 12.0, "Size of the test photo (4:3), in millions of pixels.")
 flags.DEFINE_integer("scale", 4, "Scale factor.")
-flags.DEFINE_string("model", None, "Model name or path (default: bundled, else lite random).")
+flags.DEFINE_list("models", None, "Model names or paths (default: bundled, else lite random).")
+flags.DEFINE_list("checkouts", None,
+                  "LABEL=PATH entries: run the car command with PYTHONPATH=PATH for each "
+                  "(default: this checkout only).")
+flags.DEFINE_integer("repeats", 1, "Rounds; each figure is the median over them.")
+flags.DEFINE_bool("pillow", True, "Time the Pillow reference beside `car downscale`.")
 flags.DEFINE_integer("tile", None, "--tile for the car command (default: its default).")
 flags.DEFINE_list("commands", ["downscale", "roundtrip"],
                   f"car commands to time, of {', '.join(COMMANDS)}.")
 flags.DEFINE_enum("resampler_impl", "auto", IMPLEMENTATIONS,
                   "Adaptive resampler implementation.")
+flags.DEFINE_enum("precision", None, PRECISIONS,
+                  "--precision for the car command (default: its default; checkouts from "
+                  "before the flag existed reject it).")
 flags.DEFINE_bool("bfloat16", False, "Pass --bfloat16 to the car command.")
 flags.DEFINE_string("work_dir", None, "Where the photo and outputs go (default: a temp folder).")
 flags.DEFINE_bool("json", False, "Print one JSON object instead of a table.")
 flags.DEFINE_bool("prepare", False,
-                  "Internal: write the photos and the model into --work_dir, print JSON, exit.")
+                  "Internal: write the photos and the models into --work_dir, print JSON, exit.")
 FLAGS = flags.FLAGS
+
+# Python start, decode, bicubic resize, encode: what `car downscale` does, with Pillow.
+PILLOW_SCRIPT = """
+import sys
+from PIL import Image
+source, target, scale = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with Image.open(source) as image:
+    small = image.convert("RGB").resize((-(-image.width // scale), -(-image.height // scale)),
+                                        Image.BICUBIC)
+small.save(target, compress_level=6)
+"""
 
 
 def _make_photo(path, megapixels):
@@ -73,15 +105,15 @@ def _make_photo(path, megapixels):
     return height, width
 
 
-def _resolve_model(work_dir):
-    """(model argument for the car command, where it came from)."""
+def _resolve_models(work_dir):
+    """[(model argument for the car command, where it came from)]."""
     from car_tf import pretrained
 
-    if FLAGS.model:
-        return FLAGS.model, "given"
+    if FLAGS.models:
+        return [(model, "given") for model in FLAGS.models]
     name = pretrained.default_model_name(FLAGS.scale, "bicubic")
     if name in pretrained.bundled_models():
-        return name, "bundled"
+        return [(name, "bundled")]
     from car_tf.models import build_car_model, default_config
 
     model_dir = os.path.join(work_dir, "lite_random")
@@ -90,14 +122,20 @@ def _resolve_model(work_dir):
     build_car_model(config).save_weights(os.path.join(model_dir, pretrained.WEIGHTS))
     with open(os.path.join(model_dir, pretrained.CONFIG), "w") as handle:
         json.dump(config, handle)
-    return model_dir, f"lite variant with random weights ({name} is not bundled yet)"
+    return [(model_dir, f"lite variant with random weights ({name} is not bundled yet)")]
 
 
-def _time_child(args):
-    """Runs args as a child process; returns (wall s, cpu s, peak RSS MiB, exit status, stderr)."""
+def _time_child(args, checkout=None):
+    """Runs args as a child process (in checkout's folder, with its PYTHONPATH, if given);
+    returns (wall s, cpu s, peak RSS MiB, exit status, stderr)."""
+    env = cwd = None
+    if checkout is not None:
+        # `python -m` puts the working folder first on sys.path, before PYTHONPATH.
+        cwd, env = checkout, dict(os.environ, PYTHONPATH=checkout)
     started = time.perf_counter()
     with tempfile.TemporaryFile("w+") as errors:
-        process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=errors)
+        process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=errors, env=env,
+                                   cwd=cwd)
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - started
         process.returncode = os.waitstatus_to_exitcode(status)
@@ -112,23 +150,111 @@ def _car(command, image, out_dir, model):
             "--scale", str(FLAGS.scale), "--resampler_impl", FLAGS.resampler_impl, "--quiet"]
     if FLAGS.tile is not None:
         args += ["--tile", str(FLAGS.tile)]
+    if FLAGS.precision is not None:
+        args += ["--precision", FLAGS.precision]
     if FLAGS.bfloat16:
         args.append("--bfloat16")
     return args
+
+
+def _pillow(image, out_dir):
+    os.makedirs(out_dir, exist_ok=True)
+    target = os.path.join(out_dir, os.path.basename(image))
+    return [sys.executable, "-c", PILLOW_SCRIPT, image, target, str(FLAGS.scale)]
+
+
+def _checkouts():
+    """[(label, absolute path or None for this checkout)], from --checkouts."""
+    if not FLAGS.checkouts:
+        return [("this", None)]
+    checkouts = []
+    for entry in FLAGS.checkouts:
+        label, separator, path = entry.partition("=")
+        if not separator or not os.path.isdir(os.path.join(path, "car_tf")):
+            raise app.UsageError(f"--checkouts {entry!r}: want LABEL=PATH of a checkout with car_tf/")
+        checkouts.append((label, os.path.abspath(path)))
+    return checkouts
 
 
 def _prepare(work_dir):
     """Writes photo.png, small.png and (if needed) the model; returns what the timing needs."""
     height, width = _make_photo(os.path.join(work_dir, "photo.png"), FLAGS.megapixels)
     _make_photo(os.path.join(work_dir, "small.png"), 64 * 64 / 1e6)
-    model, source = _resolve_model(work_dir)
-    return {"height": height, "width": width, "model": model, "model_source": source}
+    return {"height": height, "width": width, "models": _resolve_models(work_dir)}
+
+
+def _variants(command, models, work_dir):
+    """[(name, (args of the small run, args of the big run), checkout)] for one command."""
+    photo = os.path.join(work_dir, "photo.png")
+    small = os.path.join(work_dir, "small.png")
+    variants = []
+    for label, checkout in _checkouts():
+        for model, _ in models:
+            name = f"{os.path.basename(model.rstrip('/'))} ({label})" if FLAGS.checkouts else model
+            out = os.path.join(work_dir, "out", command, label, os.path.basename(model))
+            variants.append((name, (_car(command, small, out + "_small", model),
+                                    _car(command, photo, out, model)), checkout))
+    if command == "downscale" and FLAGS.pillow:
+        out = os.path.join(work_dir, "out", "pillow")
+        variants.append(("pillow", (_pillow(small, out + "_small"), _pillow(photo, out)), None))
+    return variants
+
+
+def _summary(rounds, megapixels):
+    """Medians over rounds of (startup, run) child timings, each (wall s, cpu s, peak MiB)."""
+    walls = [run[0] for _, run in rounds]
+    startups = [startup[0] for startup, _ in rounds]
+    return {
+        "wall_s": round(statistics.median(walls), 2),
+        "cpu_s": round(statistics.median(run[1] for _, run in rounds), 2),
+        "peak_rss_mib": round(statistics.median(run[2] for _, run in rounds), 1),
+        "mp_per_s": round(megapixels / statistics.median(walls), 3),
+        "startup_s": round(statistics.median(startups), 2),
+        "startup_cpu_s": round(statistics.median(startup[1] for startup, _ in rounds), 2),
+        "startup_peak_rss_mib": round(statistics.median(startup[2] for startup, _ in rounds), 1),
+        # None when the big run took no longer than the small one (a tiny --megapixels).
+        "processing_mp_per_s": (round(statistics.median(
+            megapixels / (run[0] - startup[0]) for startup, run in rounds), 3)
+            if all(run[0] > startup[0] for startup, run in rounds) else None),
+        # CPU seconds beyond start-up: steadier than wall time on a shared machine.
+        "processing_cpu_s": round(statistics.median(
+            run[1] - startup[1] for startup, run in rounds), 2),
+        "walls_s": [round(wall, 2) for wall in walls],
+    }
+
+
+def _level_differences(command, models, work_dir):
+    """{model: {checkout: [max |level difference|, fraction of values that differ]}} of
+    each checkout's output against the first checkout's, for models run under several."""
+    checkouts = _checkouts()
+    if len(checkouts) < 2:
+        return {}
+    import numpy as np
+    from PIL import Image
+
+    def output(label, model):
+        path = os.path.join(work_dir, "out", command, label, os.path.basename(model),
+                            "photo.png")
+        with Image.open(path) as image:
+            return np.asarray(image).astype(int)
+
+    differences = {}
+    for model, _ in models:
+        first = output(checkouts[0][0], model)
+        differences[model] = {}
+        for label, _ in checkouts[1:]:
+            difference = np.abs(output(label, model) - first)
+            differences[model][label] = [int(difference.max()),
+                                         round(float(np.mean(difference > 0)), 6)]
+    return differences
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    work_dir = FLAGS.work_dir or tempfile.mkdtemp(prefix="car_benchmark_")
+    if FLAGS.repeats < 1:
+        raise app.UsageError(f"--repeats must be >= 1, got {FLAGS.repeats}")
+    work_dir = os.path.abspath(FLAGS.work_dir or tempfile.mkdtemp(prefix="car_benchmark_"))
     os.makedirs(work_dir, exist_ok=True)
     if FLAGS.prepare:
         print(json.dumps(_prepare(work_dir)))
@@ -139,56 +265,61 @@ def main(argv):
     prepared = json.loads(subprocess.run(
         [sys.executable, os.path.abspath(__file__), "--prepare", f"--work_dir={work_dir}",
          f"--megapixels={FLAGS.megapixels}", f"--scale={FLAGS.scale}",
-         *([f"--model={FLAGS.model}"] if FLAGS.model else [])],
+         *([f"--models={','.join(FLAGS.models)}"] if FLAGS.models else [])],
         check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
     height, width = prepared["height"], prepared["width"]
-    model, source = prepared["model"], prepared["model_source"]
-    photo = os.path.join(work_dir, "photo.png")
-    small = os.path.join(work_dir, "small.png")
     megapixels = height * width / 1e6
     result = {
         "image": f"{width}x{height}",
         "megapixels": round(megapixels, 2),
         "scale": FLAGS.scale,
-        "model": model,
-        "model_source": source,
+        "models": dict(prepared["models"]),
+        "checkouts": FLAGS.checkouts or ["this"],
+        "repeats": FLAGS.repeats,
         "tile": FLAGS.tile,
         "resampler_impl": FLAGS.resampler_impl,
+        "precision": FLAGS.precision,
         "bfloat16": FLAGS.bfloat16,
         "cpus": os.cpu_count(),
         "load_average_before": round(os.getloadavg()[0], 2),
         "commands": {},
     }
     for command in FLAGS.commands:
-        startup = _time_child(_car(command, small, os.path.join(work_dir, "small_" + command),
-                                   model))
-        wall, cpu, rss, status, stderr = _time_child(
-            _car(command, photo, os.path.join(work_dir, command), model))
-        if status != 0 or startup[3] != 0:
-            raise RuntimeError(f"car {command} failed (exit {status}): {stderr.strip()[-2000:]}")
+        variants = _variants(command, prepared["models"], work_dir)
+        rounds = {name: [] for name, _, _ in variants}
+        for _ in range(FLAGS.repeats):
+            for name, (small_args, big_args), checkout in variants:
+                timings = []
+                for args in (small_args, big_args):
+                    wall, cpu, rss, status, stderr = _time_child(args, checkout)
+                    if status != 0:
+                        raise RuntimeError(f"{name} {command} failed (exit {status}): "
+                                           f"{stderr.strip()[-2000:]}")
+                    timings.append((wall, cpu, rss))
+                rounds[name].append(tuple(timings))
         result["commands"][command] = {
-            "wall_s": round(wall, 2),
-            "cpu_s": round(cpu, 2),
-            "peak_rss_mib": round(rss, 1),
-            "mp_per_s": round(megapixels / wall, 3),
-            "startup_s": round(startup[0], 2),
-            "startup_cpu_s": round(startup[1], 2),
-            "startup_peak_rss_mib": round(startup[2], 1),
-            "processing_mp_per_s": round(megapixels / max(wall - startup[0], 1e-9), 3),
-        }
+            name: _summary(timings, megapixels) for name, timings in rounds.items()}
+        if command != "roundtrip":
+            result.setdefault("levels_moved", {})[command] = _level_differences(
+                command, prepared["models"], work_dir)
     result["load_average_after"] = round(os.getloadavg()[0], 2)
     if FLAGS.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"{result['image']} ({result['megapixels']} MP), x{FLAGS.scale}, model: {source}, "
-          f"tile {FLAGS.tile or 'default'}, bfloat16 {FLAGS.bfloat16}, {result['cpus']} CPUs, load "
-          f"{result['load_average_before']} -> {result['load_average_after']}")
-    print("command    wall_s  cpu_s  startup_s  startup_cpu_s  MP/s  processing MP/s  "
-          "peak RSS MiB")
-    for command, row in result["commands"].items():
-        print(f"{command:<10} {row['wall_s']:>6} {row['cpu_s']:>6} {row['startup_s']:>9} "
-              f"{row['startup_cpu_s']:>13} {row['mp_per_s']:>5} {row['processing_mp_per_s']:>16} "
-              f"{row['peak_rss_mib']:>13}")
+    print(f"{result['image']} ({result['megapixels']} MP), x{FLAGS.scale}, "
+          f"tile {FLAGS.tile or 'default'}, medians of {FLAGS.repeats}, {result['cpus']} CPUs, "
+          f"load {result['load_average_before']} -> {result['load_average_after']}")
+    for command, rows in result["commands"].items():
+        print(f"{command:<28} wall_s  cpu_s  startup_s  MP/s  processing MP/s  "
+              "processing cpu_s  peak RSS MiB")
+        for name, row in rows.items():
+            print(f"  {name:<26} {row['wall_s']:>6} {row['cpu_s']:>6} {row['startup_s']:>9} "
+                  f"{row['mp_per_s']:>5} {str(row['processing_mp_per_s']):>16} "
+                  f"{row['processing_cpu_s']:>17} {row['peak_rss_mib']:>13}")
+        for model, moved in result.get("levels_moved", {}).get(command, {}).items():
+            for label, (most, fraction) in moved.items():
+                print(f"  {model} ({label}) against ({result['checkouts'][0].split('=')[0]}): "
+                      f"at most {most} levels apart, {fraction:.4%} of values differ")
 
 
 if __name__ == "__main__":
