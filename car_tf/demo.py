@@ -28,9 +28,10 @@ def sr_baseline_name(car_name):
     return f"edsr-x{scale}-lite-bicubic-lr"
 
 
-def run_demo(out_dir, model_names=None, figures=5):
+def run_demo(out_dir, model_names=None, figures=5, html=True):
     """Evaluates each named model (default: the bundled DEMO_MODELS) on the sample images;
-    prints the tables. Returns the folders written, one per model."""
+    prints the tables; with `html`, also writes the pictures and <out_dir>/index.html.
+    Returns the folders written, one per model."""
     bundled = pretrained.bundled_models()
     names = list(model_names or [name for name in DEMO_MODELS if name in bundled])
     folders, reports = [], []
@@ -43,16 +44,17 @@ def run_demo(out_dir, model_names=None, figures=5):
         report = evaluation.evaluate_folder(
             model, SAMPLE_DIR, baseline=baseline, dataset="samples", figures_count=figures,
             figures_dir=folder, progress_stream=False,
-            views_dir=os.path.join(folder, views.VIEWS_FOLDER),
+            views_dir=os.path.join(folder, views.VIEWS_FOLDER) if html else None,
         )
         print(f"## {name}\n")
         print(evaluation.markdown(report))
         evaluation.write_tables(report, folder)
         folders.append(folder)
         reports.append((name, report))
-    index = write_index(out_dir, reports)
-    print(f"Tables and comparison pictures are in {out_dir}/<model name>/; "
-          f"open {index} in a browser to compare the images")
+    print(f"Tables and comparison pictures are in {out_dir}/<model name>/", end="")
+    if html:
+        print(f"; open {write_index(out_dir, reports)} in a browser to compare the images", end="")
+    print()
     if model_names is None:
         print_jpeg_summary(bundled)
     return folders

@@ -52,3 +52,12 @@ def test_jpeg_summary_gives_the_default_models_bd_rate_against_bicubic():
     # The plain model saves about 9% of the bits on these images (docs/RESULTS.md measures
     # the same on Set5 and Set14); a sign error or a mixed-up reference would show here.
     assert all(rate < -3 for rate in rates)
+
+
+@pytest.mark.slow
+def test_without_html_the_demo_writes_no_page_and_no_report_pictures(tmp_path):
+    folders = demo.run_demo(str(tmp_path), ["car-x4-fixed"], figures=1, html=False)
+    assert folders == [str(tmp_path / "car-x4-fixed")]
+    assert os.path.isfile(tmp_path / "car-x4-fixed" / "samples_x4.md")
+    assert not os.path.exists(tmp_path / "index.html")
+    assert not os.path.exists(tmp_path / "car-x4-fixed" / "report_images")
