@@ -26,7 +26,8 @@ from car_tf.choices import IMPLEMENTATIONS, PRECISIONS, UPSCALERS
 from car_tf.progress import Progress
 
 # TensorFlow and what needs it (models, inference) are imported once a command runs, so
-# that --help and usage errors answer at once (tests/test_cli.py checks it).
+# that --help and usage errors answer at once (tests/test_cli.py checks it); `car
+# downscale` with a fixed-kernel model never imports it (car_tf.fixed_numpy).
 
 COMMANDS = ("downscale", "upscale", "roundtrip")
 SCALES = (2, 4)
@@ -161,11 +162,26 @@ def collect_jobs(inputs, extension, notes=None):
     return jobs
 
 
+def _model_name(args):
+    from car_tf import pretrained
+
+    return args.model or pretrained.default_model_name(args.scale or DEFAULT_SCALE,
+                                                       args.upscaler or "bicubic")
+
+
+def _check_model_flags(args, model, name):
+    """--scale and --upscaler, when given, must be the model's."""
+    if args.scale is not None and args.scale != model.scale:
+        raise UsageError(f"--scale {args.scale} but model {name} is for scale {model.scale}")
+    if args.upscaler is not None and args.upscaler != model.upscaler_name:
+        raise UsageError(f"--upscaler {args.upscaler} but model {name} has the "
+                         f"{model.upscaler_name} upscaler; drop --upscaler or pick another --model")
+
+
 def _load_model(args):
     from car_tf import pretrained
 
-    name = args.model or pretrained.default_model_name(args.scale or DEFAULT_SCALE,
-                                                       args.upscaler or "bicubic")
+    name = _model_name(args)
     try:
         model = pretrained.load_model(name, args.resampler_impl)
     except pretrained.ModelNotFoundError as error:
@@ -180,11 +196,31 @@ def _load_model(args):
         raise UsageError(f"model {name}: {' '.join(str(error).split())}") from None
     if not hasattr(model, "downscale_uint8"):
         raise UsageError(f"model {name} is not a CAR model (no downscaler)")
-    if args.scale is not None and args.scale != model.scale:
-        raise UsageError(f"--scale {args.scale} but model {name} is for scale {model.scale}")
-    if args.upscaler is not None and args.upscaler != model.upscaler_name:
-        raise UsageError(f"--upscaler {args.upscaler} but model {name} has the "
-                         f"{model.upscaler_name} upscaler; drop --upscaler or pick another --model")
+    _check_model_flags(args, model, name)
+    return model
+
+
+def _load_fixed_kernel(args):
+    """The FixedKernel (car_tf.fixed_numpy) that `car downscale` runs without TensorFlow
+    when --model is a fixed-kernel model folder with its weights file; else None, and the
+    TensorFlow path loads (or reports) the model. --precision, --resampler_impl and
+    --bfloat16 concern networks and TensorFlow's convolutions, which this path has none of."""
+    if args.command != "downscale":
+        return None
+    from car_tf import fixed_numpy, pretrained
+
+    name = _model_name(args)
+    try:
+        kind, path = pretrained.resolve(name)
+    except pretrained.ModelNotFoundError:
+        return None
+    if kind not in ("bundled", "model_dir") or not fixed_numpy.is_fixed_model_dir(path):
+        return None
+    try:
+        model = fixed_numpy.load_fixed_kernel(path, require_manifest=kind == "bundled")
+    except (ValueError, OSError) as error:
+        raise UsageError(f"model {name}: {' '.join(str(error).split())}") from None
+    _check_model_flags(args, model, name)
     return model
 
 
@@ -316,8 +352,6 @@ class Batch:
         return [lr_path, sr_path]
 
     def run(self):
-        import tensorflow as tf
-
         from car_tf.image_io import ImageReadError, ImageWriteError
 
         step = getattr(self, self.args.command)
@@ -333,7 +367,7 @@ class Batch:
                 self.progress.error(f"car: error: {error}")
                 self.progress.skip()
                 continue
-            except tf.errors.ResourceExhaustedError:
+            except _out_of_memory_errors():
                 self.failures += 1
                 self.progress.error(
                     f"car: error: {job.source}: out of memory; try a smaller --tile"
@@ -352,21 +386,53 @@ class Batch:
                   f"mean of {len(self.results)}", flush=True)
 
 
+def _out_of_memory_errors():
+    """TensorFlow's out-of-memory error once TensorFlow is loaded, else nothing to catch
+    (the fixed-kernel downscale path never loads it)."""
+    tf = sys.modules.get("tensorflow")
+    return () if tf is None else (tf.errors.ResourceExhaustedError,)
+
+
 def _number(value, spec):
     return "n/a" if value is None else format(value, spec)
 
 
 def _check_tile(tile, model):
+    """--tile against a model's halo (_check_tile_halo), for a model run in tiles by
+    car_tf.inference.Runner."""
+    _check_tile_halo(tile, model.scale,
+                     max(model.downscale_reach(), model.upscale_reach() * model.scale))
+
+
+def _check_tile_halo(tile, scale, halo):
     """A tile core smaller than the halo around it costs up to ~9x the pixels of one big
     tile, and far more below that (--tile 1 ran 150x slower): refused, naming the minimum."""
-    from car_tf.models import size_multiple
-    from car_tf.padding import round_up
+    from car_tf.padding import round_up, size_multiple
 
-    halo = max(model.downscale_reach(), model.upscale_reach() * model.scale)
-    minimum = round_up(halo, size_multiple(model.scale))
+    minimum = round_up(halo, size_multiple(scale))
     if 0 < tile < minimum:
         raise UsageError(f"--tile {tile} is smaller than this model's halo: use --tile 0 "
                          f"(no tiling) or at least {minimum}")
+
+
+def _model_and_runner(args):
+    """(model, runner) for the command: the NumPy fixed-kernel path when it applies (no
+    TensorFlow imported), else a model through car_tf.inference.Runner."""
+    fixed = _load_fixed_kernel(args)
+    if fixed is not None:
+        from car_tf import fixed_numpy
+
+        # FixedKernelModel.downscale_reach: its taps reach s + 1 HR pixels.
+        _check_tile_halo(args.tile, fixed.scale, fixed.scale + 1)
+        return fixed, fixed_numpy.Runner(fixed, tile=args.tile)
+
+    from car_tf import inference
+
+    if args.bfloat16:
+        inference.enable_bfloat16()
+    model = _load_model(args)
+    _check_tile(args.tile, model)
+    return model, inference.Runner(model, tile=args.tile, precision=args.precision)
 
 
 def run(args):
@@ -381,16 +447,10 @@ def run(args):
     if not jobs:
         raise UsageError(f"no image files found in {' '.join(args.inputs)}")
 
-    from car_tf import inference
-
-    if args.bfloat16:
-        inference.enable_bfloat16()
-    model = _load_model(args)
-    _check_tile(args.tile, model)
+    model, runner = _model_and_runner(args)
     progress = Progress(len(jobs), unit=" files", quiet=args.quiet)
     for note in notes:
         progress.note(note)
-    runner = inference.Runner(model, tile=args.tile, precision=args.precision)
     batch = Batch(args, model, runner, jobs, progress)
     try:
         batch.run()

@@ -209,22 +209,9 @@ class Runner:
         self.downscale_halo = model.downscale_reach()
         self.upscale_halo = model.upscale_reach()
         spec = tf.TensorSpec([1, None, None, 3], tf.uint8)
-        plane = tf.TensorSpec([1, None, None, 1], tf.uint8)
         self._downscale = _tf_fn(tf.function(model.downscale_uint8, input_signature=[spec]))
         self._upscale = _tf_fn(tf.function(model.upscale_uint8, input_signature=[spec]))
-        self._alpha_down = _tf_fn(tf.function(self._alpha_downscale_fn, input_signature=[plane]))
-        self._alpha_up = _tf_fn(tf.function(self._alpha_upscale_fn, input_signature=[plane]))
-
-    def _alpha_downscale_fn(self, alpha):
-        size = tf.shape(alpha)[1:3] // self.scale
-        resized = tf.image.resize(tf.cast(alpha, tf.float32), size, method="bicubic",
-                                  antialias=True)
-        return tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
-
-    def _alpha_upscale_fn(self, alpha):
-        size = tf.shape(alpha)[1:3] * self.scale
-        resized = tf.image.resize(tf.cast(alpha, tf.float32), size, method="bicubic")
-        return tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
+        self._alpha = AlphaResampler(self.scale, self.tile)
 
     def downscale_tiles(self, height, width):
         """The tiles a height x width HR image is downscaled in (over its padded size)."""
@@ -248,6 +235,43 @@ class Runner:
         out_shape = (height * self.scale, width * self.scale, 3)
         return run_tiled(lr, self._upscale, out_shape, Fraction(self.scale),
                          self.upscale_tiles(height, width), progress)
+
+    def downscale_alpha(self, alpha):
+        """uint8 [H, W] -> uint8 [ceil(H/s), ceil(W/s)] (AlphaResampler.downscale_alpha)."""
+        return self._alpha.downscale_alpha(alpha)
+
+    def upscale_alpha(self, alpha):
+        """uint8 [h, w] -> uint8 [h*s, w*s] (AlphaResampler.upscale_alpha)."""
+        return self._alpha.upscale_alpha(alpha)
+
+
+class AlphaResampler:
+    """Alpha planes, resized by bicubic interpolation in tiles: a Runner's, and the
+    TensorFlow-free fixed-kernel runner's (car_tf.fixed_numpy) once an image has one.
+
+    Args:
+      scale: the model's scale factor.
+      tile: tile core side in HR pixels (0: whole plane at once).
+    """
+
+    def __init__(self, scale, tile):
+        self.scale = int(scale)
+        self.tile = int(tile)
+        self.multiple = size_multiple(self.scale)
+        plane = tf.TensorSpec([1, None, None, 1], tf.uint8)
+        self._alpha_down = _tf_fn(tf.function(self._alpha_downscale_fn, input_signature=[plane]))
+        self._alpha_up = _tf_fn(tf.function(self._alpha_upscale_fn, input_signature=[plane]))
+
+    def _alpha_downscale_fn(self, alpha):
+        size = tf.shape(alpha)[1:3] // self.scale
+        resized = tf.image.resize(tf.cast(alpha, tf.float32), size, method="bicubic",
+                                  antialias=True)
+        return tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
+
+    def _alpha_upscale_fn(self, alpha):
+        size = tf.shape(alpha)[1:3] * self.scale
+        resized = tf.image.resize(tf.cast(alpha, tf.float32), size, method="bicubic")
+        return tf.cast(tf.round(tf.clip_by_value(resized, 0.0, 255.0)), tf.uint8)
 
     def downscale_alpha(self, alpha):
         """uint8 [H, W] -> uint8 [ceil(H/s), ceil(W/s)]; antialiased bicubic, padded as the RGB."""

@@ -5,12 +5,26 @@ min_hr_size(scale). An image of another size is extended at the bottom and right
 mirror reflection (as np.pad / tf.pad "REFLECT", repeated for images smaller than the
 padding), run, and its LR result cropped to ceil(H / s) x ceil(W / s). The tiled runner
 (car_tf.inference, on numpy arrays) and the exported graphs (car_tf.export, in TF) pad
-with these same functions.
+with these same functions. The module imports no TensorFlow (car_tf.fixed_numpy pads
+with it too); the functions that take tensors import it when called.
 """
 
-import tensorflow as tf
+import math
 
-from car_tf.models.resampler_net import min_hr_size, size_multiple
+import numpy as np
+
+# The ResamplerNet reaches H/8 before its trunks upsample back to H/scale.
+FEATURE_STRIDE = 8
+
+
+def size_multiple(scale):
+    """HR height and width must be multiples of this: lcm(8, scale)."""
+    return math.lcm(FEATURE_STRIDE, int(scale))
+
+
+def min_hr_size(scale):
+    """Smallest HR height/width: the H/8 trunks need 2 pixels to reflection-pad a 3x3 conv."""
+    return 2 * size_multiple(scale)
 
 
 def round_up(value, multiple):
@@ -24,6 +38,8 @@ def padded_size(size, scale):
     rounded = round_up(size, size_multiple(scale))
     if isinstance(size, int):
         return max(rounded, min_hr_size(scale))
+    import tensorflow as tf
+
     return tf.maximum(rounded, min_hr_size(scale))
 
 
@@ -40,6 +56,16 @@ def reflect_indices(start, end, size):
     size - 2, size - 3, ...; the edge sample is not repeated), back and forth for pads
     longer than the axis; an axis of one sample repeats it. Python ints or int32 scalars.
     """
+    import tensorflow as tf
+
     period = tf.maximum(2 * (size - 1), 1)
     index = tf.math.floormod(tf.range(start, end), period)
     return tf.where(index < size, index, period - index)
+
+
+def reflect_index_array(positions, size):
+    """numpy int64 array: reflect_indices' mapping of any integer `positions` (negative
+    ones mirror about sample 0 the same way) into an axis of `size` samples, in NumPy."""
+    period = max(2 * (size - 1), 1)
+    index = np.mod(positions, period)
+    return np.where(index < size, index, period - index)

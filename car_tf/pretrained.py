@@ -8,7 +8,9 @@ A bundled model lives in car_tf/pretrained/<name>/ as
   MANIFEST.sha256    sha256 of the files above, checked at load time
 
 Any model folder that carries a MANIFEST.sha256 (a copy of a bundled model, say) is checked
-against it before anything is built from it; a bundled model must carry one.
+against it before anything is built from it; a bundled model must carry one
+(check_manifest: car_tf.fixed_numpy checks a folder the same way). The module imports
+no TensorFlow or Keras until a model is built.
 """
 
 import hashlib
@@ -16,9 +18,6 @@ import json
 import os
 import shutil
 import zipfile
-
-import keras
-import tensorflow as tf
 
 PRETRAINED_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pretrained")
 MANIFEST = "MANIFEST.sha256"
@@ -91,9 +90,17 @@ def _build_from_config(config, resampler_impl):
     return build_model(config, resampler_impl)
 
 
-def _load_model_dir(model_dir, resampler_impl, checkpoint=None, require_manifest=False):
+def check_manifest(model_dir, require_manifest=False):
+    """verify_manifest(model_dir) when it carries a MANIFEST.sha256 or `require_manifest`
+    (a bundled model); ValueError as verify_manifest's."""
     if require_manifest or os.path.isfile(os.path.join(model_dir, MANIFEST)):
         verify_manifest(model_dir)
+
+
+def _load_model_dir(model_dir, resampler_impl, checkpoint=None, require_manifest=False):
+    import tensorflow as tf
+
+    check_manifest(model_dir, require_manifest)
     config = read_config(model_dir)
     model = _build_from_config(config, resampler_impl)
     weights = os.path.join(model_dir, WEIGHTS)
@@ -148,6 +155,8 @@ def load_model(name_or_path, resampler_impl="auto"):
     """
     kind, path = resolve(name_or_path)
     if kind == "keras":
+        import keras
+
         import car_tf.models  # noqa: F401  registers the serialisable classes
 
         if not zipfile.is_zipfile(path):

@@ -11,7 +11,8 @@ of LR pixel x at the HR integers s*x - (s + 1) + j, j = 0 .. k-1 (tap positions
 (x + 0.5) s - 0.5 + j - k/2, k = 3s + 1), and outside the image reads the HR image
 reflected (numpy's "reflect", no edge repeat). Reflect-padding s + 1 pixels before and
 s after, then a VALID convolution of stride s, reads the same pixels with the same
-weights. tests/test_fixed.py checks the two against each other.
+weights. tests/test_fixed.py checks the two against each other. car_tf.fixed_numpy
+computes the same downscale in NumPy, for `car downscale` without TensorFlow.
 """
 
 import keras

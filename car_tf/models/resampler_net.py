@@ -42,7 +42,6 @@ Every conv has a bias; every conv wider than 1x1 reflection-pads its input.
 k = kernel_size = 3 * scale + 1 (a 3x3 LR-pixel footprint, section 4.1.2).
 """
 
-import math
 
 import keras
 import numpy as np
@@ -61,9 +60,8 @@ from car_tf.models.layers import (
 )
 from car_tf.models.receptive_field import network_reach
 from car_tf.ops.composite import unmoved_tap_positions
+from car_tf.padding import FEATURE_STRIDE, min_hr_size, size_multiple  # noqa: F401  re-exported
 
-# The network reaches H/8 before its trunks upsample back to H/scale.
-FEATURE_STRIDE = 8
 RESAMPLER_SCALES = (2, 4, 8)
 # Clamp range of the raw kernel weights before normalisation ("clamp", the authors'
 # choice): positive weights only, so each kernel is a weighted average of HR samples.
@@ -86,16 +84,6 @@ def area_average_taps(scale):
     scale = int(scale)
     line = (np.abs(unmoved_tap_positions(kernel_size_for(scale))) < scale / 2).astype(np.float32)
     return tf.constant(np.outer(line, line).reshape(-1) / float(scale * scale), tf.float32)
-
-
-def size_multiple(scale):
-    """HR height and width must be multiples of this: lcm(8, scale)."""
-    return math.lcm(FEATURE_STRIDE, int(scale))
-
-
-def min_hr_size(scale):
-    """Smallest HR height/width: the H/8 trunks need 2 pixels to reflection-pad a 3x3 conv."""
-    return 2 * size_multiple(scale)
 
 
 def check_hr_shape(shape, scale, name="hr"):

@@ -1,0 +1,149 @@
+"""car_tf.fixed_numpy: fixed-kernel downscaling in NumPy, against the TensorFlow model."""
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from car_tf import cli, fixed_numpy, models, pretrained
+from car_tf.inference import Runner
+from tests.synthetic_images import photo
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAMPLES = sorted(glob.glob(os.path.join(REPO, "car_tf", "sample_data", "*.png")))
+# Float32 sums in another order: a value within rounding error of a half level may land on
+# the other side of it, and nowhere else.
+MAX_DIFFERING = 1e-3
+
+
+def _tf_downscale(model, rgb):
+    """FixedKernelModel.downscale_uint8 as `car downscale` ran it before: via the Runner."""
+    return Runner(model, tile=0).downscale(rgb)
+
+
+def _assert_within_one_level(ours, reference):
+    assert ours.shape == reference.shape and ours.dtype == np.uint8
+    difference = np.abs(ours.astype(int) - reference)
+    assert difference.max() <= 1
+    assert np.mean(difference > 0) <= MAX_DIFFERING
+
+
+def _random_model(scale, normalization, seed):
+    model = models.FixedKernelModel(scale, resampler_kernel_normalization=normalization)
+    taps = model.kernel_size**2
+    model.raw_kernel.assign(np.random.default_rng(seed).normal(0, 0.1, taps).astype(np.float32))
+    return model
+
+
+def _numpy_twin(model):
+    return fixed_numpy.FixedKernel(
+        model.kernel().numpy().reshape(model.kernel_size, model.kernel_size), model.scale)
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (7, 13), (16, 16), (37, 53), (67, 9)])
+def test_random_signed_kernels_match_the_model_at_any_size(scale, shape):
+    model = _random_model(scale, "signed", seed=scale)
+    rgb = photo(*shape, seed=shape[0])
+    _assert_within_one_level(fixed_numpy.downscale_uint8(rgb, _numpy_twin(model)),
+                             _tf_downscale(model, rgb))
+
+
+def test_bands_do_not_change_the_result():
+    model = _numpy_twin(_random_model(4, "signed", seed=3))
+    rgb = photo(150, 90, seed=1)
+    whole = fixed_numpy.downscale_uint8(rgb, model)
+    calls = []
+    banded = fixed_numpy.downscale_uint8(rgb, model, lambda done, total: calls.append(total),
+                                         band_bytes=1)
+    np.testing.assert_array_equal(banded, whole)
+    # band_bytes=1: one LR row per band.
+    assert calls == [38] * 38
+
+
+@pytest.mark.parametrize("normalization", ["signed", "softmax"])
+def test_a_saved_model_folder_loads_as_the_model_computes(tmp_path, normalization):
+    model = _random_model(2, normalization, seed=5)
+    model.save_weights(str(tmp_path / pretrained.WEIGHTS))
+    config = models.fixed_config(2, normalization)
+    (tmp_path / pretrained.CONFIG).write_text(json.dumps(config))
+    assert fixed_numpy.is_fixed_model_dir(str(tmp_path))
+    loaded = fixed_numpy.load_fixed_kernel(str(tmp_path))
+    np.testing.assert_allclose(loaded.kernel.reshape(-1), model.kernel().numpy(), atol=1e-7)
+    rgb = photo(21, 34, seed=2)
+    _assert_within_one_level(fixed_numpy.downscale_uint8(rgb, loaded), _tf_downscale(model, rgb))
+
+
+@pytest.mark.parametrize("name", ["car-x4-fixed", "car-x2-fixed"])
+def test_bundled_models_match_tensorflow_on_the_sample_images(name):
+    assert SAMPLES
+    ours = fixed_numpy.load_fixed_kernel(pretrained.resolve(name)[1], require_manifest=True)
+    model = pretrained.load_model(name)
+    np.testing.assert_allclose(ours.kernel.reshape(-1), model.kernel().numpy(), atol=1e-7)
+    for path in SAMPLES:
+        rgb = np.asarray(Image.open(path).convert("RGB"))
+        _assert_within_one_level(fixed_numpy.downscale_uint8(rgb, ours),
+                                 _tf_downscale(model, rgb))
+
+
+def test_other_models_are_not_taken_for_fixed_ones():
+    assert not fixed_numpy.is_fixed_model_dir(pretrained.resolve("car-x4-bicubic")[1])
+    with pytest.raises(ValueError, match="not a fixed-kernel model"):
+        fixed_numpy.load_fixed_kernel(pretrained.resolve("car-x4-bicubic")[1])
+
+
+def test_car_downscale_with_a_fixed_model_does_not_import_tensorflow(tmp_path):
+    Image.fromarray(photo(40, 52)).save(tmp_path / "x.png")
+    script = (
+        "import json, sys\n"
+        "from car_tf import cli\n"
+        "status = cli.main(json.loads(sys.argv[1]))\n"
+        "print(json.dumps([status, 'tensorflow' in sys.modules, 'keras' in sys.modules]))\n"
+    )
+    argv = ["downscale", str(tmp_path / "x.png"), "-o", str(tmp_path / "out"),
+            "--model", "car-x4-fixed", "--quiet"]
+    result = subprocess.run([sys.executable, "-c", script, json.dumps(argv)],
+                            capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == [cli.EXIT_OK, False, False]
+    written = np.asarray(Image.open(tmp_path / "out" / "x.png"))
+    _assert_within_one_level(written, _tf_downscale(pretrained.load_model("car-x4-fixed"),
+                                                    photo(40, 52)))
+
+
+def test_an_alpha_plane_goes_as_on_the_tensorflow_path(tmp_path):
+    rgba = np.dstack([photo(30, 41), photo(30, 41, seed=4)[:, :, 0]])
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "x.png")
+    args = ["downscale", str(tmp_path / "x.png"), "--model", "car-x2-fixed", "--quiet"]
+    assert cli.main([*args, "-o", str(tmp_path / "numpy")]) == cli.EXIT_OK
+    # roundtrip takes the TensorFlow path; its lr/ file is that path's downscale.
+    assert cli.main(["roundtrip", *args[1:], "-o", str(tmp_path / "tf")]) == cli.EXIT_OK
+    ours = np.asarray(Image.open(tmp_path / "numpy" / "x.png"))
+    reference = np.asarray(Image.open(tmp_path / "tf" / "lr" / "x.png"))
+    np.testing.assert_array_equal(ours[:, :, 3], reference[:, :, 3])
+    _assert_within_one_level(ours[:, :, :3], reference[:, :, :3])
+
+
+def test_a_flipped_byte_in_a_copied_model_folder_is_refused(tmp_path, capsys):
+    folder = tmp_path / "copy"
+    shutil.copytree(pretrained.resolve("car-x4-fixed")[1], folder)
+    weights = folder / pretrained.WEIGHTS
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="sha256 mismatch"):
+        fixed_numpy.load_fixed_kernel(str(folder))
+    Image.fromarray(photo(16, 16)).save(tmp_path / "x.png")
+    status = cli.main(["downscale", str(tmp_path / "x.png"), "-o", str(tmp_path / "out"),
+                       "--model", str(folder)])
+    assert status == cli.EXIT_USAGE
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"car: error: model {folder}: {weights}: missing or sha256 mismatch")
+    assert "\n" not in error
+    assert not (tmp_path / "out").exists()
