@@ -89,19 +89,12 @@ small.save(target, compress_level=6)
 
 
 def _make_photo(path, megapixels):
-    import numpy as np
-    from PIL import Image
-
     from car_tf.image_io import write_image
+    from car_tf.sample_data import synthetic_photo
 
     width = int(round((megapixels * 1e6 * 4 / 3) ** 0.5))
     height = int(round(width * 3 / 4))
-    source = os.path.join(os.path.dirname(os.path.abspath(__import__("car_tf").__file__)),
-                          "sample_data", "butterfly.png")
-    with Image.open(source) as image:
-        big = np.asarray(image.convert("RGB").resize((width, height), Image.BICUBIC))
-    noise = np.random.default_rng(0).normal(0, 3, big.shape)
-    write_image(path, np.clip(big + noise, 0, 255).astype(np.uint8))
+    write_image(path, synthetic_photo(height, width))
     return height, width
 
 

@@ -63,16 +63,10 @@ print(json.dumps({
 
 
 def _make_photo(path, height, width):
-    import numpy as np
-    from PIL import Image
-
     from car_tf.image_io import write_image
-    from car_tf.sample_data import __file__ as sample_data
+    from car_tf.sample_data import synthetic_photo
 
-    with Image.open(os.path.join(os.path.dirname(sample_data), "butterfly.png")) as image:
-        big = np.asarray(image.convert("RGB").resize((width, height), Image.BICUBIC))
-    noise = np.random.default_rng(0).normal(0, 3, big.shape)
-    write_image(path, np.clip(big + noise, 0, 255).astype(np.uint8))
+    write_image(path, synthetic_photo(height, width))
 
 
 def _run_cli(photo, out_dir):
