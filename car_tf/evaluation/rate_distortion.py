@@ -117,6 +117,20 @@ def downscalers(model, extra=()):
     return rows
 
 
+def coded_scores(hr01, lr_uint8, codec, quality, upscale, scale, ssim=True):
+    """One LR image through the real codec, then upscaled and scored against its HR:
+    (PSNR-Y, SSIM-Y or NaN when not `ssim`, bits per HR pixel).
+
+    hr01: float64 [H, W, 3] HR in [0, 1]; lr_uint8: [H/s, W/s, 3]; upscale: float32
+    [1, h, w, 3] LR in [0, 1] -> SR tensor (a BicubicUpscaler, or a model's upscale)."""
+    decoded, size = codecs.compress(lr_uint8, codec, quality)
+    lr01 = tf.constant(decoded[np.newaxis], tf.float32) / 255.0
+    sr01 = sr_to_uint8(np.asarray(upscale(lr01))[0], "standard") / 255.0
+    return (float(metrics.psnr_y(hr01, sr01, scale)),
+            float(metrics.ssim_y(hr01, sr01, scale)) if ssim else float("nan"),
+            8.0 * size / (hr01.shape[0] * hr01.shape[1]))
+
+
 def evaluate_folder(model, data_dir, codec, qualities, extra=(), dataset=None, progress=None):
     """Rate-distortion points of one folder; see the module docstring.
 
@@ -156,15 +170,9 @@ def evaluate_folder(model, data_dir, codec, qualities, extra=(), dataset=None, p
             if name == "car" and model.upscaler_name == "edsr":
                 upscalers.append(("edsr", model.upscale))
             for quality in qualities:
-                decoded, size = codecs.compress(lr, codec, quality)
-                lr01 = tf.constant(decoded[np.newaxis], tf.float32) / 255.0
                 for up_name, upscale in upscalers:
-                    sr01 = sr_to_uint8(np.asarray(upscale(lr01))[0], "standard") / 255.0
-                    samples.setdefault((name, up_name, int(quality)), []).append((
-                        float(metrics.psnr_y(hr01, sr01, scale)),
-                        float(metrics.ssim_y(hr01, sr01, scale)),
-                        8.0 * size / (hr.shape[0] * hr.shape[1]),
-                    ))
+                    samples.setdefault((name, up_name, int(quality)), []).append(
+                        coded_scores(hr01, lr, codec, quality, upscale, scale))
     if not samples:
         raise NoImagesError(f"data folder {data_dir} holds no image that can be evaluated at "
                             f"scale {scale}; pass a folder of PNG/JPEG/WebP/TIFF/BMP HR images")
