@@ -120,6 +120,39 @@ def test_search_never_ends_worse_than_its_start():
     np.testing.assert_allclose(kernel, codec_kernel.separable_kernel(scale, result.best))
 
 
+def test_blend_runs_from_bicubic_to_the_kernel():
+    from car_tf.protocol import bicubic_downscale_uint8
+
+    scale = 2
+    hr = photo(32, 40, 3)
+    kernel = codec_kernel.separable_kernel(scale, [0.05, -0.15])
+    as_kernel = codec_kernel.BlendDownscaler(kernel, scale, 0.0, 0.0)(hr)
+    fixed = np.asarray(codec_kernel.fixed_model(kernel, scale).downscale_uint8(hr[None]))[0]
+    assert np.abs(as_kernel.astype(int) - fixed).max() <= 1
+    assert np.mean(as_kernel != fixed) < 0.01
+    as_bicubic = codec_kernel.BlendDownscaler(kernel, scale, -40.0, 0.0)(hr)
+    assert np.abs(as_bicubic.astype(int) - bicubic_downscale_uint8(hr, scale)).max() <= 1
+    # A positive slope keeps more of the kernel's detail where the detail is stronger.
+    blend = codec_kernel.BlendDownscaler(kernel, scale, 0.0, 1.5)
+    z = np.linspace(-3.0, 3.0, 7)
+    assert np.all(np.diff(blend.weights(z)) > 0)
+    assert blend.weights(z).max() < codec_kernel.BLEND_MAX
+
+
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_blend_search_starts_at_the_kernel_and_scores_what_it_returns(adaptive):
+    scale = 2
+    objective = codec_kernel.CodecObjective(_images(2), scale, "jpeg", QUALITIES)
+    kernel = codec_kernel.separable_kernel(scale, [0.05, -0.15])
+    blend, result = codec_kernel.blend_search(objective, kernel, 2, adaptive)
+    start = objective.bd_rate(objective.curve(codec_kernel.BlendDownscaler(kernel, scale, 0, 0)))
+    assert result.value <= start
+    assert result.best.size == (2 if adaptive else 1)
+    if not adaptive:
+        assert blend.slope == 0.0
+    assert objective.bd_rate(objective.curve(blend)) == pytest.approx(result.value)
+
+
 def test_tool_writes_a_model_folder_that_loads_everywhere(tmp_path):
     train = tmp_path / "train"
     train.mkdir()
@@ -129,10 +162,11 @@ def test_tool_writes_a_model_folder_that_loads_everywhere(tmp_path):
     command = [sys.executable, os.path.join(ROOT, "tools", "search_codec_kernel.py"),
                "--scale=2", f"--train_dirs={train}", "--images=2", "--iterations=1",
                "--lr_codec=jpeg", *[f"--lr_quality={q}" for q in QUALITIES],
-               f"--data_dir={train}", f"--model_dir={model_dir}"]
+               f"--data_dir={train}", f"--model_dir={model_dir}", "--blend_iterations=1"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "iteration 1: BD-rate" in result.stdout and "found after" in result.stdout
+    assert "adaptive blend against fixed blend: " in result.stdout
     settings = json.loads((model_dir / "train_config.json").read_text())["search"]
     assert len(settings["images"]) == 2 and settings["lr_quality"] == list(QUALITIES)
     numpy_kernel = fixed_numpy.load_fixed_kernel(str(model_dir)).kernel

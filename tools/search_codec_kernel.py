@@ -26,11 +26,16 @@ flags.DEFINE_string("lr_codec", "jpeg", "The codec the LR is stored with: jpeg o
 flags.DEFINE_multi_integer("lr_quality", [], "Codec quality 1..100; repeat (4 or more).")
 flags.DEFINE_string("start_model", None, "Fixed-kernel model (bundled name or folder) whose "
                     "kernel starts the search; default car-x<scale>-fixed.")
-flags.DEFINE_integer("iterations", 40, "Nelder-Mead iterations.")
+flags.DEFINE_integer("iterations", 40, "Nelder-Mead iterations; 0: no search, the start "
+                     "kernel as it is (to run --blend_iterations on it).")
 flags.DEFINE_float("step", 0.05, "Initial simplex step in relative tap weights.")
 flags.DEFINE_multi_string("data_dir", [], "Folder(s) of HR images to score the start and "
                           "the found kernel on afterwards, each apart.")
 flags.DEFINE_string("model_dir", None, "Where to write the found kernel as a model folder.")
+flags.DEFINE_integer("blend_iterations", 0, "If > 0, then also search, on the same images, "
+                     "the best fixed blend of bicubic LR and the found kernel's LR and the best "
+                     "content adaptive one (codec_kernel.BlendDownscaler), and score both "
+                     "(the adaptive against the fixed) on each --data_dir.")
 
 
 def _read(paths):
@@ -76,19 +81,40 @@ def main(argv):
 
     print(f"searching on {len(objective.images)} images; {start_name}:")
     print(_line("start", objective, objective.kernel_curve(start.kernel)))
-    kernel, result = codec_kernel.search(
-        objective, start.kernel, options.iterations, options.step,
-        report=lambda i, value, point: print(f"iteration {i + 1}: BD-rate {value:+.3f}%, "
-                                             f"weights {np.round(point, 4).tolist()}", flush=True))
-    print(f"found after {result.evaluations} evaluations:")
-    print(_line("found", objective, objective.kernel_curve(kernel)))
+    def report(i, value, point):
+        print(f"iteration {i + 1}: BD-rate {value:+.3f}%, point {np.round(point, 4).tolist()}",
+              flush=True)
+
+    kernel, result = start.kernel, None
+    if options.iterations:
+        kernel, result = codec_kernel.search(objective, start.kernel, options.iterations,
+                                             options.step, report)
+        print(f"found after {result.evaluations} evaluations:")
+        print(_line("found", objective, objective.kernel_curve(kernel)))
+    blends = []
+    for adaptive in (False, True) if options.blend_iterations else ():
+        name = "adaptive blend" if adaptive else "fixed blend"
+        print(f"searching the {name}:")
+        blend, blend_result = codec_kernel.blend_search(objective, kernel,
+                                                        options.blend_iterations, adaptive,
+                                                        report=report)
+        print(f"  offset {blend.offset:.4f}, slope {blend.slope:.4f} "
+              f"(z mean {blend.z_mean:.3f}, std {blend.z_std:.3f})")
+        print(_line(name, objective, objective.curve(blend)))
+        blends.append((name, blend))
     for name, other in held_out:
         print(f"{name} ({len(other.images)} images):")
         print(_line(start_name, other, other.kernel_curve(start.kernel)))
-        print(_line("found", other, other.kernel_curve(kernel)))
+        curves = {"found": other.kernel_curve(kernel)} if result else {}
+        curves.update((blend_name, other.curve(blend)) for blend_name, blend in blends)
+        for curve_name, curve in curves.items():
+            print(_line(curve_name, other, curve))
+        if blends:
+            print("  adaptive blend against fixed blend: " + codec_kernel.delta_line(
+                curves["fixed blend"], curves["adaptive blend"]))
     np.set_printoptions(precision=4, suppress=True, linewidth=200)
     print(kernel)
-    if options.model_dir:
+    if options.model_dir and result is not None:
         settings = {"train_dirs": options.train_dirs, "images": [str(f) for f in files],
                     "lr_codec": options.lr_codec, "lr_quality": sorted(options.lr_quality),
                     "start_model": start_name, "iterations": options.iterations,

@@ -160,6 +160,16 @@ class CodecObjective:
             return -math.inf
 
 
+def delta_line(reference, test):
+    """"BD-rate x%, BD-PSNR y dB" of curve `test` against curve `reference` (each a
+    (rates, psnrs) pair), or a note that they do not overlap."""
+    try:
+        return (f"BD-rate {bjontegaard.bd_rate(*reference, *test):+.2f}%, "
+                f"BD-PSNR {bjontegaard.bd_psnr(*reference, *test):+.3f} dB")
+    except bjontegaard.NoOverlapError:
+        return "the curves do not overlap"
+
+
 @dataclasses.dataclass
 class SearchResult:
     """best: the best point found; value: its objective; history: the best value after
@@ -249,3 +259,82 @@ def write_model_dir(kernel, scale, model_dir, settings):
     write_json(os.path.join(model_dir, pretrained.TRAIN_CONFIG),
                {"mode": "car", "search": settings})
     return model_dir
+
+
+# The content adaptive yardstick. A per-pixel blend of two linear downscalers is a
+# per-pixel kernel (CAR with zero offsets), and it has two parameters: few enough to
+# search on the real codec, as the fixed kernel is, so that adaptivity is judged
+# without any gradient through the rounding.
+BLEND_WINDOW = 5  # LR pixels a side of the window that measures local detail.
+BLEND_MAX = 2.0  # w runs from 0 (bicubic) to 2 (the kernel's detail doubled).
+_Y_WEIGHTS = np.array([65.481, 128.553, 24.966]) / 255.0
+
+
+class BlendDownscaler:
+    """LR = B + w (K - B), per LR pixel: B the protocol's antialiased bicubic LR and K
+    a fixed kernel's (both in float, before the 8-bit rounding), with
+      w = BLEND_MAX * sigmoid(offset + slope * z),
+    z the log10 of the local energy of (K - B) in Y over a BLEND_WINDOW square,
+    standardised by `z_mean` and `z_std`. slope = 0 is one fixed blend of the two
+    downscalers; slope > 0 keeps more of the kernel's detail where there is more of it.
+    Call it with a uint8 HR [H, W, 3] (a multiple of the scale); it returns uint8 LR."""
+
+    def __init__(self, kernel, scale, offset, slope, z_mean=0.0, z_std=1.0):
+        self.kernel = np.asarray(kernel, np.float32)
+        self.scale = int(scale)
+        self.offset, self.slope = float(offset), float(slope)
+        self.z_mean, self.z_std = float(z_mean), float(z_std)
+
+    def parts(self, hr_uint8):
+        """(B [h, w, 3] float64 in 0..1, D = K - B, z [h, w] unstandardised)."""
+        import tensorflow as tf
+
+        from car_tf.models.fixed import fixed_kernel_downscale
+
+        hr = tf.constant(hr_uint8[np.newaxis], tf.float32) / 255.0
+        height, width = hr_uint8.shape[0] // self.scale, hr_uint8.shape[1] // self.scale
+        bicubic = tf.image.resize(hr, [height, width], method="bicubic", antialias=True)
+        kernel = fixed_kernel_downscale(hr, tf.constant(self.kernel.reshape(-1)), self.scale)
+        bicubic = bicubic.numpy()[0].astype(np.float64)
+        detail = kernel.numpy()[0].astype(np.float64) - bicubic
+        energy = tf.nn.avg_pool2d((detail @ _Y_WEIGHTS)[np.newaxis, :, :, np.newaxis] ** 2,
+                                  BLEND_WINDOW, 1, "SAME").numpy()[0, :, :, 0]
+        return bicubic, detail, np.log10(energy + 1e-7)
+
+    def weights(self, z):
+        return BLEND_MAX / (1.0 + np.exp(-(self.offset + self.slope * (z - self.z_mean)
+                                           / self.z_std)))
+
+    def __call__(self, hr_uint8):
+        bicubic, detail, z = self.parts(hr_uint8)
+        lr = bicubic + self.weights(z)[..., np.newaxis] * detail
+        return np.rint(np.clip(lr * 255.0, 0.0, 255.0)).astype(np.uint8)
+
+
+def blend_search(objective, kernel, iterations, adaptive, step=0.5, report=None):
+    """The BlendDownscaler of `kernel` with the lowest BD-rate under `objective`: with
+    `adaptive` over (offset, slope) from the fixed kernel itself (w = 1, slope 0),
+    otherwise over the offset alone (slope 0, one fixed blend). z is standardised over
+    the objective's images. Returns (BlendDownscaler, SearchResult)."""
+    scale = objective.scale
+    probe = BlendDownscaler(kernel, scale, 0.0, 0.0)
+    parts = {id(hr): probe.parts(hr) for hr in objective.images}
+    z = np.concatenate([part[2].ravel() for part in parts.values()])
+    z_mean, z_std = float(z.mean()), float(z.std()) or 1.0
+
+    def downscaler(point):
+        offset, slope = (point[0], point[1]) if adaptive else (point[0], 0.0)
+        return BlendDownscaler(kernel, scale, offset, slope, z_mean, z_std)
+
+    def from_parts(blend):
+        def downscale(hr):
+            bicubic, detail, z = parts[id(hr)]
+            lr = bicubic + blend.weights(z)[..., np.newaxis] * detail
+            return np.rint(np.clip(lr * 255.0, 0.0, 255.0)).astype(np.uint8)
+        return downscale
+
+    unit = math.log(1.0 / (BLEND_MAX - 1.0))  # the offset at which w = 1 with slope 0
+    start = [unit, 0.0] if adaptive else [unit]
+    result = nelder_mead(lambda point: objective.bd_rate(objective.curve(
+        from_parts(downscaler(point)))), start, step, iterations, report)
+    return downscaler(result.best), result
