@@ -19,6 +19,9 @@ from tests.train_fixtures import random_batches, tiny_config
     (dict(rate_weight=0.1), "needs a lossy --lr_codec"),
     (dict(lr_codec="jpeg", rate_weight=-1.0), "rate_weight must be >= 0"),
     (dict(lr_codec="jpeg", codec_rounding_alpha=1.5), "codec_rounding_alpha"),
+    (dict(lr_codec="jpeg", codec_distortion="lossless"), "give --rate_weight > 0"),
+    (dict(lr_codec="jpeg", rate_weight=0.1, codec_distortion="blurred"),
+     "codec_distortion must be one of"),
 ])
 def test_bad_codec_settings_are_one_line_errors(tmp_path, settings, message):
     with pytest.raises(ValueError, match=message):
@@ -134,3 +137,28 @@ def test_log_bits_rate_term_prices_a_bit_by_the_examples_own_distortion(tmp_path
     np.testing.assert_allclose(tape.gradient(penalty, rate).numpy(), [0.012, 0.024], rtol=1e-5)
     with pytest.raises(ValueError, match="rate_term must be one of"):
         tiny_config(tmp_path, lr_codec="jpeg", rate_weight=0.3, rate_term="nats")
+
+
+def test_lossless_codec_distortion_scores_the_clean_lr_and_prices_its_jpeg_bits(tmp_path):
+    from car_tf import losses as car_losses
+
+    hr = next(iter(random_batches(2, 32)))
+    common = dict(model=models.fixed_config(2), lr_codec="jpeg", lr_quality_range=[40, 60],
+                  rate_weight=0.3, rate_term="log_bits")
+    lossless = Trainer(tiny_config(tmp_path / "a", codec_distortion="lossless", **common))
+    decoded = Trainer(tiny_config(tmp_path / "b", **common))
+    decoded.model.raw_kernel.assign(lossless.model.raw_kernel)
+    with tf.GradientTape() as tape:
+        terms = lossless.per_example_losses(hr)
+    # The distortion is that of the clean LR through bicubic, as without a codec ...
+    clean_l1 = car_losses.l1_loss(hr, lossless.model(hr)["sr"])
+    np.testing.assert_allclose(terms["l1"].numpy(), clean_l1.numpy(), rtol=1e-5)
+    # ... while the rate is the JPEG's, the same as the decoded run's, and priced in the total.
+    decoded_terms = decoded.per_example_losses(hr)
+    np.testing.assert_allclose(terms["rate_bpp"].numpy(), decoded_terms["rate_bpp"].numpy(),
+                               rtol=1e-5)
+    assert not np.allclose(terms["l1"].numpy(), decoded_terms["l1"].numpy(), rtol=1e-3)
+    expected = terms["l1"] + 0.3 * tf.stop_gradient(terms["l1"]) * tf.math.log(terms["rate_bpp"])
+    np.testing.assert_allclose(terms["total"].numpy(), expected.numpy(), rtol=1e-5)
+    gradient = tape.gradient(terms["total"], lossless.model.raw_kernel)
+    assert gradient is not None and np.abs(gradient.numpy()).max() > 0

@@ -39,6 +39,8 @@ class TrainConfig:
       gradient (0 = straight-through).
     rate_weight, rate_term: how the JPEG rate proxy enters the total (0 = distortion
       only); see car_tf.train.trainer.rate_penalty.
+    codec_distortion: "decoded" (the upscaler sees the JPEG's output) or "lossless" (it
+      sees the quantised LR; the JPEG gives the rate term only): lr_codec.CODEC_DISTORTIONS.
     """
 
     model: dict
@@ -72,11 +74,12 @@ class TrainConfig:
     codec_rounding_alpha: float = 0.5
     rate_weight: float = 0.0
     rate_term: str = "bits"
+    codec_distortion: str = "decoded"
 
     def __post_init__(self):
         self.lr_quality_range = list(check_training_codec(
             self.lr_codec, self.lr_quality_range, self.rate_weight, self.codec_rounding_alpha,
-            self.rate_term))
+            self.rate_term, self.codec_distortion))
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if models.architecture_of(self.model) == "fixed" and (

@@ -92,6 +92,10 @@ flags.DEFINE_enum("rate_term", "bits", ["bits", "log_bits"],
                   "bits: rate_weight * bits per HR pixel. log_bits: rate_weight * l1 * ln(bits "
                   "per HR pixel), l1 held constant: a price per bit that follows each "
                   "example's distortion and rate (car_tf.train.trainer.rate_penalty).")
+flags.DEFINE_enum("codec_distortion", "decoded", ["decoded", "lossless"],
+                  "With a lossy --lr_codec, what the upscaler sees: decoded (the differentiable "
+                  "JPEG's output) or lossless (the quantised LR; the JPEG gives only the rate "
+                  "term, so no distortion gradient crosses its rounding).")
 flags.DEFINE_integer("seed", 0, "Seed of the initial weights and of the crops.")
 
 # Bookkeeping.

@@ -15,10 +15,16 @@ TRAINABLE_CODECS = ("png", "jpeg")
 
 
 RATE_TERMS = ("bits", "log_bits")
+# What the upscaler sees under a lossy training codec. "decoded": the differentiable JPEG's
+# output, so the distortion's gradient passes the rounding's straight-through or soft-round
+# estimate. "lossless": the quantised LR itself, the codec giving only the rate term; no
+# distortion gradient then crosses the rounding, whose estimate made even a fixed kernel
+# worse than the lossless one (docs/RESULTS.md, "Under compression").
+CODEC_DISTORTIONS = ("decoded", "lossless")
 
 
 def check_training_codec(lr_codec, lr_quality_range, rate_weight, rounding_alpha,
-                         rate_term="bits"):
+                         rate_term="bits", codec_distortion="decoded"):
     """Raises ValueError (one line) for settings training can't honour; returns the
     quality range as a (low, high) pair of ints."""
     if lr_codec not in TRAINABLE_CODECS:
@@ -38,6 +44,12 @@ def check_training_codec(lr_codec, lr_quality_range, rate_weight, rounding_alpha
         raise ValueError("--rate_weight needs a lossy --lr_codec (jpeg) to estimate bits of")
     if rate_term not in RATE_TERMS:
         raise ValueError(f"--rate_term must be one of {', '.join(RATE_TERMS)}, got {rate_term!r}")
+    if codec_distortion not in CODEC_DISTORTIONS:
+        raise ValueError(f"--codec_distortion must be one of {', '.join(CODEC_DISTORTIONS)}, "
+                         f"got {codec_distortion!r}")
+    if codec_distortion == "lossless" and not rate_weight:
+        raise ValueError("--codec_distortion=lossless takes only the rate from the codec; "
+                         "give --rate_weight > 0, or train with --lr_codec=png")
     if not 0.0 <= rounding_alpha <= 1.0:
         raise ValueError(f"--codec_rounding_alpha must be in [0, 1], got {rounding_alpha}")
     return low, high

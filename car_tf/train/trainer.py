@@ -100,6 +100,8 @@ class Trainer:
         if self.config.lr_codec == "png":
             return lr, {}
         decoded, bits_per_pixel = compress_lr(lr, self.config, self.optimizer.iterations)
+        if self.config.codec_distortion == "lossless":
+            return lr, {"rate_bpp": bits_per_pixel}
         return decoded, {"rate_bpp": bits_per_pixel}
 
     def per_example_losses(self, hr):
