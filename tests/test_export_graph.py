@@ -1,7 +1,9 @@
-"""car_tf.export.graph: any input size, and the resampler implementation an export uses."""
+"""car_tf.export.graph: any input size, and the resampler implementation an export uses
+(with the composite's local fast path for the SavedModel)."""
 
 import numpy as np
 
+from car_tf import pretrained
 from car_tf.export import graph
 from car_tf.models import build_car_model, default_config
 from export_fixtures import ODD_HEIGHT, ODD_WIDTH
@@ -26,3 +28,26 @@ def test_with_resampler_impl_keeps_the_weights():
     for a, b in zip(model.get_weights(), composite.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     assert graph.with_resampler_impl(composite, "composite") is composite
+
+
+def test_with_resampler_impl_sets_the_local_fast_path_on_a_copy_only():
+    model = build_car_model({**default_config(4, "bicubic", "tiny"), "resampler_impl": "composite"})
+    fast = graph.with_resampler_impl(model, "composite", local_fast_path=True)
+    assert fast is not model and fast.downscaler.local_fast_path
+    assert not model.downscaler.local_fast_path
+    for a, b in zip(model.get_weights(), fast.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert graph.with_resampler_impl(fast, "composite", local_fast_path=True) is fast
+    assert not graph.with_resampler_impl(fast, "composite").downscaler.local_fast_path
+
+
+def test_a_bundled_model_takes_the_local_fast_path_and_matches_the_custom_op(local_path_calls):
+    # The trained offsets move taps by ~1e-4 HR pixels: the export's downscale runs the
+    # gather-free path, and its LR equals the compiled op's up to a level.
+    model = pretrained.load_model("car-x4-bicubic", "custom")
+    fast = graph.with_resampler_impl(model, "composite", local_fast_path=True)
+    hr = _images((1, 61, 90, 3), 3)
+    lr = graph.downscale_any_size(fast, hr).numpy()
+    assert local_path_calls == [4]
+    expected = graph.downscale_any_size(model, hr).numpy()
+    assert np.abs(lr.astype(int) - expected).max() <= 1

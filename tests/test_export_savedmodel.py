@@ -84,6 +84,8 @@ def test_image_bytes_signatures_match_the_uint8_ones(exports):
 
 def test_composite_export_has_only_builtin_ops_and_custom_export_has_the_op(exports):
     assert savedmodel.CUSTOM_OP_NAME not in _saved_model_ops(exports["composite"])
+    # The composite resampler's local fast path is in the graph (car_tf.ops.composite).
+    assert "ExtractImagePatches" in _saved_model_ops(exports["composite"])
     assert savedmodel.CUSTOM_OP_NAME in _saved_model_ops(exports["custom"])
 
 

@@ -34,20 +34,27 @@ def check_car_model(model):
             )
 
 
-def with_resampler_impl(model, resampler_impl):
+def with_resampler_impl(model, resampler_impl, local_fast_path=False):
     """The same CAR model (same weights) using `resampler_impl`; `model` itself if it already does.
 
     A `.keras` file loads with the implementation it was saved with, so export
-    rebuilds the model from its config to pick the one it writes.
+    rebuilds the model from its config to pick the one it writes. local_fast_path: the
+    composite resampler may take its gather-free path (car_tf.ops.composite; the
+    SavedModel export asks for it, TFLite can't run it); set on a rebuilt copy, never on
+    `model` itself.
     """
     if resampler_impl not in IMPLEMENTATIONS:
         raise ValueError(f"resampler_impl must be one of {IMPLEMENTATIONS}, got {resampler_impl!r}")
     check_car_model(model)
     # A fixed-kernel model has no resampler, hence nothing to choose.
-    if model.config.get("resampler_impl", resampler_impl) == resampler_impl:
+    if "resampler_impl" not in model.config:
+        return model
+    if (model.config["resampler_impl"] == resampler_impl
+            and model.downscaler.local_fast_path == local_fast_path):
         return model
     rebuilt = build_car_model({**model.config, "resampler_impl": resampler_impl})
     rebuilt.set_weights(model.get_weights())
+    rebuilt.downscaler.local_fast_path = local_fast_path
     return rebuilt
 
 

@@ -30,6 +30,10 @@ class AdaptiveDownscale(keras.layers.Layer):
         self.impl = impl
         # XLA can't compile the custom op; Keras would try when a GPU is visible.
         self.supports_jit = impl == "composite"
+        # The composite resampler's gather-free path (car_tf.ops.composite). Set by the
+        # SavedModel export (car_tf.export.graph.with_resampler_impl), not saved in the
+        # config: its gradients are tested, but training has never been timed with it.
+        self.local_fast_path = False
 
     def build(self, hr_shape, kernels_shape, offsets_x_shape, offsets_y_shape):
         # No weights. Naming every input's shape lets Keras record all four
@@ -38,7 +42,8 @@ class AdaptiveDownscale(keras.layers.Layer):
 
     def call(self, hr, kernels, offsets_x, offsets_y):
         return adaptive_resample(
-            hr, kernels, offsets_x, offsets_y, offset_unit=float(self.scale), impl=self.impl
+            hr, kernels, offsets_x, offsets_y, offset_unit=float(self.scale), impl=self.impl,
+            local_fast_path=self.local_fast_path,
         )
 
     def reach(self):

@@ -105,7 +105,8 @@ def resolve_impl(impl):
     return "composite"
 
 
-def adaptive_resample(image, kernels, offsets_x, offsets_y, offset_unit, impl="auto"):
+def adaptive_resample(image, kernels, offsets_x, offsets_y, offset_unit, impl="auto",
+                      local_fast_path=False):
     """Content adaptive resampling (CAR, Sun & Chen 2020, eqs. 1-3).
 
     out[n,y,x,c] = sum_t kernels[n,y,x,t] * bilinear(image[n,:,:,c], py, px), where
@@ -124,6 +125,8 @@ def adaptive_resample(image, kernels, offsets_x, offsets_y, offset_unit, impl="a
       offset_unit: Python float, HR pixels per unit of offset (the scale, in CAR).
       impl: "custom" (compiled op), "composite" (built-in ops only) or "auto"
         (custom when the library loads, otherwise composite with one warning).
+      local_fast_path: let the composite implementation take its gather-free path where
+        it applies (car_tf.ops.composite); the custom op is fast without it.
 
     Returns:
       [N, h, w, C] tensor of image's dtype.
@@ -134,7 +137,8 @@ def adaptive_resample(image, kernels, offsets_x, offsets_y, offset_unit, impl="a
     """
     offset_unit = float(offset_unit)
     if resolve_impl(impl) == "composite":
-        return adaptive_resample_composite(image, kernels, offsets_x, offsets_y, offset_unit)
+        return adaptive_resample_composite(image, kernels, offsets_x, offsets_y, offset_unit,
+                                           local_fast_path=local_fast_path)
     inputs = check_resample_inputs(image, kernels, offsets_x, offsets_y, offset_unit)
     dtype = inputs[0].dtype
     if dtype == tf.float16 and not _has_gpu_half_kernel():
