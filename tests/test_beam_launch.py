@@ -1,5 +1,6 @@
 """car_tf.beam.launch (tools/beam_downscale.py): flags, usage errors before the pipeline,
-a 12 MP image in tiles with bounded memory, and car_tf without Apache Beam."""
+the model check's memo (car_tf.beam.model_check), a 12 MP image in tiles with bounded
+memory, and car_tf without Apache Beam."""
 
 import json
 import os
@@ -9,7 +10,8 @@ import textwrap
 
 import pytest
 
-from car_tf.beam import launch, pipeline
+from beam_fixtures import model_check_memo  # noqa: F401 (fixture)
+from car_tf.beam import launch, model_check, pipeline
 from car_tf.image_io import write_image
 from synthetic_images import photo
 
@@ -85,6 +87,81 @@ def test_beam_options_and_inputs_mix_in_any_order(tmp_path):
                                            "2", "--direct_running_mode=multi_processing"]
     options = launch.PipelineOptions(launch.beam_arguments(argv)).get_all_options()
     assert (options["runner"], options["direct_num_workers"]) == ("DirectRunner", 2)
+
+
+_CHECK = textwrap.dedent("""
+    import json, sys
+    from car_tf.beam import launch
+    try:
+        launch.prepare(launch.parse(sys.argv[1:]))
+        error = None
+    except launch.UsageError as usage:
+        error = str(usage)
+    print(json.dumps({"error": error, "tensorflow": "tensorflow" in sys.modules}))
+""")
+
+
+def _check_in_a_fresh_process(argv):
+    result = subprocess.run([sys.executable, "-c", _CHECK, *argv], capture_output=True,
+                            text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_a_model_checked_once_is_checked_again_without_tensorflow(image_dir, tmp_path,
+                                                                  model_check_memo):
+    base = ["downscale", str(image_dir), "-o", str(tmp_path / "out"), "--model", MODEL]
+    assert _check_in_a_fresh_process(base) == {"error": None, "tensorflow": True}
+    assert len(os.listdir(model_check_memo / model_check.MEMO_FOLDER)) == 1
+    assert _check_in_a_fresh_process(base) == {"error": None, "tensorflow": False}
+    for extra, message in [(["--tile", "8"], "--tile 8 is smaller than this model's halo"),
+                           (["--scale", "2"], "--scale 2 but model"),
+                           (["--upscaler", "edsr"], "--upscaler edsr but model")]:
+        report = _check_in_a_fresh_process(base + extra)
+        assert message in report["error"] and not report["tensorflow"], extra
+
+
+def test_a_changed_model_is_loaded_again(image_dir, tmp_path, monkeypatch):
+    import shutil
+
+    from car_tf import pretrained
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(os.path.join(pretrained.PRETRAINED_DIR, MODEL), model_dir)
+    (model_dir / pretrained.MANIFEST).unlink()  # a training model_dir: nothing to verify
+    # Memos are keyed by the files' contents, not their path: another test's check of the
+    # bundled model would answer for this copy.
+    monkeypatch.setenv(model_check.CACHE_ENV, str(tmp_path / "memo"))
+    loads = []
+    real = launch._load_checked
+    monkeypatch.setattr(launch, "_load_checked",
+                        lambda *args: loads.append(args) or real(*args))
+    argv = ["downscale", str(image_dir), "-o", str(tmp_path / "out"), "--model",
+            str(model_dir)]
+    for _ in range(2):
+        settings, _ = launch.prepare(launch.parse(argv))
+        assert settings.scale == 4
+    assert len(loads) == 1  # the second check read the memo
+    launch.prepare(launch.parse(argv + ["--resampler_impl", "custom"]))
+    assert len(loads) == 2  # whether the op library loads is no file's to vouch for
+    weights = model_dir / pretrained.WEIGHTS
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(launch.UsageError, match=f"model {model_dir}: "):
+        launch.prepare(launch.parse(argv))
+    assert len(loads) == 3
+
+
+def test_an_unusable_memo_is_no_error(tmp_path, monkeypatch):
+    facts = model_check.ModelFacts(4, "bicubic", 42, 2)
+    monkeypatch.setenv(model_check.CACHE_ENV, str(tmp_path / "memo"))
+    model_check.write_memo("key", facts)
+    assert model_check.read_memo("key") == facts
+    (tmp_path / "memo" / model_check.MEMO_FOLDER / "key.json").write_text("{not json")
+    assert model_check.read_memo("key") is None
+    (tmp_path / "file").write_text("a file where the cache folder should be")
+    monkeypatch.setenv(model_check.CACHE_ENV, str(tmp_path / "file"))
+    model_check.write_memo("key", facts)
+    assert model_check.read_memo("key") is None
 
 
 _PEAK = textwrap.dedent("""

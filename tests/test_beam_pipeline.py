@@ -17,6 +17,7 @@ import zlib
 import numpy as np
 import pytest
 
+from beam_fixtures import model_check_memo  # noqa: F401 (fixture)
 from car_tf import cli
 from car_tf.beam import launch, pipeline
 from car_tf.image_io import read_image, write_image

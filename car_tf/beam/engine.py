@@ -17,9 +17,9 @@ import tensorflow as tf
 
 from car_tf import inference, pretrained
 from car_tf.beam import files
+from car_tf.beam.handler import DIRECTIONS
 from car_tf.padding import lr_size
 
-DIRECTIONS = ("downscale", "upscale")
 OUT_OF_MEMORY = "out of memory; try a smaller --tile"
 
 

@@ -8,7 +8,10 @@ stacked `batch_size` at a time.
 
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from car_tf.beam import engine
+# The engine (TensorFlow) is imported where the model loads, on a worker: the launcher
+# builds handlers too, and imports no TensorFlow when model_check's memo knows the model.
+
+DIRECTIONS = ("downscale", "upscale")
 
 # Pixels of decoded input per RunInference batch: bounds the images a worker holds at
 # once (3 bytes per pixel, plus their outputs); a larger image is a batch of its own.
@@ -36,8 +39,8 @@ class CarModelHandler(ModelHandler):
 
     def __init__(self, model, direction, resampler_impl="auto", tile=1024, bfloat16=False,
                  precision="auto", batch_size=1, batch_pixels=BATCH_PIXELS):
-        if direction not in engine.DIRECTIONS:
-            raise ValueError(f"direction must be one of {engine.DIRECTIONS}, got {direction!r}")
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
         # A fixed target: BatchElements' adaptive sizing would start at one pixel.
         super().__init__(min_batch_size=batch_pixels, max_batch_size=batch_pixels,
                          element_size_fn=example_pixels)
@@ -50,6 +53,8 @@ class CarModelHandler(ModelHandler):
         self._batch_size = batch_size
 
     def load_model(self):
+        from car_tf.beam import engine
+
         return engine.shared_engine(self._model, self._resampler_impl, self._tile, self._bfloat16,
                                     self._precision)
 

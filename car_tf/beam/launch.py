@@ -117,33 +117,75 @@ def _inputs(arguments, out_dir):
     return inputs
 
 
-def _load_model(args):
-    """(model name or absolute path, its scale), loading it once to check it: local bundled
-    names, .keras files and model_dirs through car's own loading and checks, SavedModels
-    and models on other filesystems through engine.load_model."""
+def _memoised_model(args, name):
+    """(memo key, ModelFacts or None) of a bundled model or a model_dir with a weights
+    file, its manifest checked (model_check); (None, None) for the other kinds, which load
+    to be checked."""
     from car_tf import pretrained
-    from car_tf.beam import engine
+    from car_tf.beam import model_check
+
+    if not files.is_local(name):
+        return None, None
+    try:
+        kind, path = pretrained.resolve(name)
+    except pretrained.ModelNotFoundError:
+        return None, None  # the load reports it, in car's words
+    if kind not in ("bundled", "model_dir"):
+        return None, None
+    try:
+        pretrained.check_manifest(path, require_manifest=kind == "bundled")
+    except ValueError as error:
+        raise UsageError(f"model {name}: {' '.join(str(error).split())}") from None
+    key = model_check.memo_key(path, args.resampler_impl)
+    return key, None if key is None else model_check.read_memo(key)
+
+
+def _load_model(args):
+    """(model name or absolute path, its scale), the model checked against the flags: a
+    bundled model or model_dir checked before, from model_check's memo (no TensorFlow);
+    else by loading it once (_load_checked), memoising what the load established."""
+    from car_tf import pretrained
+    from car_tf.beam import model_check
     from car_tf.cli import DEFAULT_SCALE
-    from car_tf.cli import _load_model as load_checked
+    from car_tf.cli import _check_model_flags as check_model_flags
 
     name = args.model or pretrained.default_model_name(args.scale or DEFAULT_SCALE,
                                                        args.upscaler or "bicubic")
     if files.is_local(name) and os.path.exists(name):
         name = os.path.abspath(name)
-    if files.is_local(name) and not engine.is_saved_model(name):
-        model = load_checked(args)
-    else:
-        try:
-            model = engine.load_model(name, args.resampler_impl)
-        except (ValueError, OSError) as error:
-            raise UsageError(f"model {name}: {' '.join(str(error).split())}") from None
-        if args.scale is not None and args.scale != model.scale:
-            raise UsageError(f"--scale {args.scale} but model {name} is for scale {model.scale}")
+    key, facts = _memoised_model(args, name)
+    if facts is not None:
+        check_model_flags(args, facts, name)
+        check_tile(args.tile, facts)
+        return name, facts.scale
+    from car_tf.beam import engine
+
+    model = _load_checked(args, name)
     check_tile(args.tile, model)
+    if key is not None:
+        model_check.write_memo(key, model_check.ModelFacts.of(model))
     # The workers of the DirectRunner's in_memory mode are this process: they find it loaded.
     worker = engine.shared_engine(name, args.resampler_impl, args.tile, args.bfloat16,
                                   args.precision, loaded=model)
     return name, worker.scale
+
+
+def _load_checked(args, name):
+    """The model, loaded: local bundled names, .keras files and model_dirs through car's own
+    loading and checks, SavedModels and models on other filesystems through
+    engine.load_model."""
+    from car_tf.beam import engine
+    from car_tf.cli import _load_model as load_checked
+
+    if files.is_local(name) and not engine.is_saved_model(name):
+        return load_checked(args)
+    try:
+        model = engine.load_model(name, args.resampler_impl)
+    except (ValueError, OSError) as error:
+        raise UsageError(f"model {name}: {' '.join(str(error).split())}") from None
+    if args.scale is not None and args.scale != model.scale:
+        raise UsageError(f"--scale {args.scale} but model {name} is for scale {model.scale}")
+    return model
 
 
 def prepare(args):
