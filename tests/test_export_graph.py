@@ -2,6 +2,7 @@
 (with the composite's local fast path for the SavedModel)."""
 
 import numpy as np
+import pytest
 
 from car_tf import pretrained
 from car_tf.export import graph
@@ -51,3 +52,18 @@ def test_a_bundled_model_takes_the_local_fast_path_and_matches_the_custom_op(loc
     assert local_path_calls == [4]
     expected = graph.downscale_any_size(model, hr).numpy()
     assert np.abs(lr.astype(int) - expected).max() <= 1
+
+
+def test_with_resampler_impl_sets_the_precision_on_a_copy_only():
+    model = build_car_model({**default_config(4, "bicubic", "tiny"), "resampler_impl": "composite"})
+
+    def policies(car_model):
+        return {layer.dtype_policy.name for layer in car_model.resampler._flatten_layers()}
+
+    mixed = graph.with_resampler_impl(model, "composite", precision="mixed_bfloat16")
+    assert policies(mixed) == {"float32", "mixed_bfloat16"}  # the heads' last stay float32
+    assert policies(model) == {"float32"}
+    model.resampler.set_body_dtype_policy("mixed_bfloat16")  # as a Runner does
+    assert policies(graph.with_resampler_impl(model, "composite", precision="float32")) == {"float32"}
+    with pytest.raises(ValueError, match="precision must be one of"):
+        graph.with_resampler_impl(model, "composite", precision="auto")

@@ -23,16 +23,25 @@ from export_fixtures import run as _run
 from export_fixtures import write_model_dir as _write_model_dir
 
 
-def _saved_model_ops(path):
-    """Op types in a SavedModel's graph and function library."""
+def _saved_model_nodes(path):
+    """The nodes of a SavedModel's graph and of its function library."""
     proto = saved_model_pb2.SavedModel()
     with open(os.path.join(path, "saved_model.pb"), "rb") as handle:
         proto.ParseFromString(handle.read())
     graph = proto.meta_graphs[0].graph_def
-    ops = {node.op for node in graph.node}
-    for function in graph.library.function:
-        ops |= {node.op for node in function.node_def}
-    return ops
+    return list(graph.node) + [node for function in graph.library.function
+                               for node in function.node_def]
+
+
+def _saved_model_ops(path):
+    """Op types in a SavedModel's graph and function library."""
+    return {node.op for node in _saved_model_nodes(path)}
+
+
+def _conv_dtypes(path):
+    """The dtypes of a SavedModel's Conv2D nodes."""
+    return {tf.as_dtype(node.attr["T"].type) for node in _saved_model_nodes(path)
+            if node.op == "Conv2D"}
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +96,22 @@ def test_composite_export_has_only_builtin_ops_and_custom_export_has_the_op(expo
     # The composite resampler's local fast path is in the graph (car_tf.ops.composite).
     assert "ExtractImagePatches" in _saved_model_ops(exports["composite"])
     assert savedmodel.CUSTOM_OP_NAME in _saved_model_ops(exports["custom"])
+
+
+def test_a_mixed_bfloat16_export_is_within_a_level_of_the_float32_one(exports, model_dir,
+                                                                      tmp_path):
+    model = pretrained.load_model(model_dir, "composite")
+    path = savedmodel.export_saved_model(model, str(tmp_path), 1, precision="mixed_bfloat16")
+    with open(os.path.join(path, savedmodel.METADATA_PATH)) as handle:
+        assert json.load(handle)["precision"] == "mixed_bfloat16"
+    with open(os.path.join(exports["composite"], savedmodel.METADATA_PATH)) as handle:
+        assert json.load(handle)["precision"] == "float32"
+    assert _conv_dtypes(path) == {tf.float32, tf.bfloat16}  # the heads' last stay float32
+    assert _conv_dtypes(exports["composite"]) == {tf.float32}
+    hr = tf.constant(_images((1, ODD_HEIGHT, ODD_WIDTH, 3), 6))
+    lr = tf.saved_model.load(path).signatures["downscale"](hr=hr)["lr"]
+    reference = tf.saved_model.load(exports["composite"]).signatures["downscale"](hr=hr)["lr"]
+    assert _max_level_difference(lr, reference) <= 1
 
 
 def test_export_refuses_an_existing_version_unless_overwrite(exports, model_dir):

@@ -4,14 +4,16 @@ Makes one synthetic photo (the bundled butterfly.png enlarged to --height x --wi
 mild noise) as a PNG, then:
   1. `python -m car_tf.cli downscale photo.png ...` as a child process: its wall time and
      peak RSS (getrusage of the waited child);
-  2. exports --model as a SavedModel (composite resampler, --tile) in this process;
+  2. exports --model as a SavedModel (composite resampler, --tile, --export_precision) in
+     this process;
   3. a fresh child process that imports TensorFlow only (never car_tf) loads the
      SavedModel, decodes the PNG with tf.io, runs the `downscale` signature and writes the
      LR PNG: its wall time (load, run) and its own peak RSS;
 and prints the figures and the largest difference between the two LR images, in 8-bit levels.
 
 Usage:
-  python tools/benchmark_savedmodel.py --height 5000 --width 5000 --model car-x4-bicubic [--json]
+  python tools/benchmark_savedmodel.py --height 5000 --width 5000 --model car-x4-bicubic \
+      [--cli_precision float32] [--export_precision mixed_bfloat16] [--json]
 """
 
 import json
@@ -31,7 +33,9 @@ flags.DEFINE_integer("tile", 1024, "Tile side in HR pixels, for the export and t
 flags.DEFINE_bool("skip_cli", False, "Measure the SavedModel only.")
 flags.DEFINE_string("cli_precision", None, "--precision for the car command (default: its own "
                     "default, auto, which is mixed_bfloat16 on a CPU with AMX; the SavedModel "
-                    "computes in float32).")
+                    "computes in --export_precision).")
+flags.DEFINE_enum("export_precision", "float32", ["float32", "mixed_bfloat16"],
+                  "--precision of the export (tools/export_savedmodel.py).")
 flags.DEFINE_string("work_dir", None, "Folder for the photo, the export and the outputs "
                     "(default: a temporary one, removed afterwards).")
 flags.DEFINE_bool("json", False, "Print one JSON object instead of a table.")
@@ -107,6 +111,7 @@ def _benchmark(work_dir):
     _make_photo(photo, FLAGS.height, FLAGS.width)
     report = {"height": FLAGS.height, "width": FLAGS.width, "model": FLAGS.model,
               "tile": FLAGS.tile, "cli_precision": FLAGS.cli_precision or "default (auto)",
+              "export_precision": FLAGS.export_precision,
               "cpu_count": os.cpu_count(), "load_average": os.getloadavg()}
     if not FLAGS.skip_cli:
         report["cli"] = _run_cli(photo, os.path.join(work_dir, "cli"))
@@ -115,7 +120,8 @@ def _benchmark(work_dir):
 
     model = pretrained.load_model(FLAGS.model, "composite")
     export = savedmodel.export_saved_model(model, os.path.join(work_dir, "export"), 1,
-                                           overwrite=True, tile=FLAGS.tile)
+                                           overwrite=True, tile=FLAGS.tile,
+                                           precision=FLAGS.export_precision)
     out = os.path.join(work_dir, "saved_model_lr.png")
     report["saved_model"] = _run_saved_model(export, photo, out)
     if not FLAGS.skip_cli:
@@ -137,6 +143,7 @@ def main(argv):
         return
     print(f"{FLAGS.height}x{FLAGS.width}, {FLAGS.model}, tile {FLAGS.tile}, "
           f"car --precision {report['cli_precision']}, "
+          f"export --precision {report['export_precision']}, "
           f"{report['cpu_count']} cores, load {report['load_average']}")
     for name in ("cli", "saved_model"):
         if name in report:

@@ -14,6 +14,7 @@ float rounding.
 
 import tensorflow as tf
 
+from car_tf.choices import PRECISIONS
 from car_tf.models import build_car_model, size_multiple
 from car_tf.ops import IMPLEMENTATIONS
 from car_tf.ops.validation import shape_text
@@ -23,6 +24,10 @@ from car_tf.shapes import dimension
 # Tile side in HR pixels of the SavedModel's downscale: the CLI's default (car_tf.cli),
 # which bounds a lite x4 downscale near 1 GB whatever the image size.
 EXPORT_TILE = 1024
+
+# How an exported graph's ResamplerNet runs: car_tf.choices.PRECISIONS without "auto",
+# since an export runs on machines other than the one that writes it.
+EXPORT_PRECISIONS = tuple(name for name in PRECISIONS if name != "auto")
 
 
 def check_car_model(model):
@@ -34,14 +39,16 @@ def check_car_model(model):
             )
 
 
-def with_resampler_impl(model, resampler_impl, local_fast_path=False):
+def with_resampler_impl(model, resampler_impl, local_fast_path=False, precision=None):
     """The same CAR model (same weights) using `resampler_impl`; `model` itself if it already does.
 
     A `.keras` file loads with the implementation it was saved with, so export
     rebuilds the model from its config to pick the one it writes. local_fast_path: the
     composite resampler may take its gather-free path (car_tf.ops.composite; the
-    SavedModel export asks for it, TFLite can't run it); set on a rebuilt copy, never on
-    `model` itself.
+    SavedModel export asks for it, TFLite can't run it). precision: None keeps the
+    ResamplerNet's dtype policies as they are; "float32" or "mixed_bfloat16" rebuilds and
+    sets them (ResamplerNet.set_body_dtype_policy). Both are set on a rebuilt copy, never
+    on `model` itself.
     """
     if resampler_impl not in IMPLEMENTATIONS:
         raise ValueError(f"resampler_impl must be one of {IMPLEMENTATIONS}, got {resampler_impl!r}")
@@ -49,12 +56,16 @@ def with_resampler_impl(model, resampler_impl, local_fast_path=False):
     # A fixed-kernel model has no resampler, hence nothing to choose.
     if "resampler_impl" not in model.config:
         return model
+    if precision is not None and precision not in EXPORT_PRECISIONS:
+        raise ValueError(f"precision must be one of {EXPORT_PRECISIONS}, got {precision!r}")
     if (model.config["resampler_impl"] == resampler_impl
-            and model.downscaler.local_fast_path == local_fast_path):
+            and model.downscaler.local_fast_path == local_fast_path and precision is None):
         return model
     rebuilt = build_car_model({**model.config, "resampler_impl": resampler_impl})
     rebuilt.set_weights(model.get_weights())
     rebuilt.downscaler.local_fast_path = local_fast_path
+    if precision is not None:
+        rebuilt.resampler.set_body_dtype_policy(precision)
     return rebuilt
 
 

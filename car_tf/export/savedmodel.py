@@ -26,7 +26,8 @@ import tempfile
 import tensorflow as tf
 
 import car_tf
-from car_tf.export.graph import EXPORT_TILE, check_image_input, downscale_any_size, with_resampler_impl
+from car_tf.export.graph import (EXPORT_TILE, check_image_input, downscale_any_size,
+                                 with_resampler_impl)
 from car_tf.models.resampler_net import min_hr_size, size_multiple
 from car_tf.ops import load_op_library, op_library_error
 
@@ -67,9 +68,10 @@ def _png_signature(transform):
     return run
 
 
-def _metadata(model, resampler_impl, tile):
+def _metadata(model, resampler_impl, tile, precision):
     return {
         "downscale_tile": tile,
+        "precision": precision,
         "car_tf_version": car_tf.__version__,
         "resampler_impl": resampler_impl,
         "requires_custom_op": CUSTOM_OP_NAME if resampler_impl == "custom" else None,
@@ -83,7 +85,7 @@ def _metadata(model, resampler_impl, tile):
 
 
 def export_saved_model(model, export_base, version=1, resampler_impl=DEFAULT_RESAMPLER_IMPL,
-                       overwrite=False, tile=EXPORT_TILE):
+                       overwrite=False, tile=EXPORT_TILE, precision="float32"):
     """Writes `model` as a SavedModel to `<export_base>/<version>/` and returns that path.
 
     Args:
@@ -95,6 +97,10 @@ def export_saved_model(model, export_base, version=1, resampler_impl=DEFAULT_RES
       overwrite: replace an existing version directory instead of refusing.
       tile: HR pixels per tile core of the downscale signatures (0: the whole image at once);
         memory then follows the tile, not the image (car_tf.export.graph).
+      precision: how the graph's ResamplerNet runs, as `car downscale --precision`:
+        "float32", or "mixed_bfloat16" (bfloat16 convolutions but the heads' last ones),
+        about half the network's time on a CPU with AVX512-BF16 or AMX and slower on one
+        without; LR within a level of float32's. A fixed-kernel model has no ResamplerNet.
 
     The SavedModel is written to a temporary folder inside export_base and renamed
     into place, so a watching TF Serving never sees a half-written version.
@@ -114,7 +120,9 @@ def export_saved_model(model, export_base, version=1, resampler_impl=DEFAULT_RES
     if os.path.exists(target) and not overwrite:
         raise FileExistsError(f"{target} already exists; pick another version or overwrite it")
     # The composite's gather-free path: about 1.8x faster resampling where the offsets allow.
-    model = with_resampler_impl(model, resampler_impl, local_fast_path=True)
+    # A given precision also rebuilds the model, so that a dtype policy a Runner set on
+    # `model` does not leak into the export.
+    model = with_resampler_impl(model, resampler_impl, local_fast_path=True, precision=precision)
 
     def image_spec(name):
         return tf.TensorSpec([None, None, None, 3], tf.uint8, name=name)
@@ -150,7 +158,7 @@ def export_saved_model(model, export_base, version=1, resampler_impl=DEFAULT_RES
         archive.write_out(staging, verbose=False)
         os.makedirs(os.path.join(staging, os.path.dirname(METADATA_PATH)), exist_ok=True)
         with open(os.path.join(staging, METADATA_PATH), "w") as handle:
-            json.dump(_metadata(model, resampler_impl, tile), handle, indent=2)
+            json.dump(_metadata(model, resampler_impl, tile, precision), handle, indent=2)
         if os.path.exists(target):
             shutil.rmtree(target)
         os.replace(staging, target)
