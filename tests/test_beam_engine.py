@@ -1,6 +1,8 @@
 """car_tf.beam.engine and handler: the model on a worker, loaded once, run in the CLI's
 tiles with equal-sized windows batched; bundled names, .keras files and SavedModels."""
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -73,6 +75,27 @@ def test_the_engine_is_loaded_once_per_process():
     assert CarModelHandler(MODEL, "upscale").load_model() is first
     other = CarModelHandler(MODEL, "downscale", precision="float32").load_model()
     assert other is not first and other.model is not first.model  # its own dtype policy
+
+
+def test_a_worker_process_freezes_what_it_loaded(monkeypatch):
+    import gc
+    import types
+
+    assert not engine.in_sdk_worker_process()  # pytest's process is no worker
+    before = gc.get_freeze_count()
+    engine.shared_engine(MODEL, "composite", 0, precision="float32")
+    assert gc.get_freeze_count() == before
+    worker_main = types.SimpleNamespace(__spec__=types.SimpleNamespace(
+        name=engine.SDK_WORKER_MAIN))
+    monkeypatch.setitem(sys.modules, "__main__", worker_main)
+    assert engine.in_sdk_worker_process()
+    try:
+        worker = engine.shared_engine(MODEL, "composite", 64, precision="float32")
+        assert gc.get_freeze_count() > before
+        (rgb, _), = worker.resample([photo(24, 40, seed=6)], [None], "downscale")
+        assert rgb.shape == (6, 10, 3)
+    finally:
+        gc.unfreeze()
 
 
 def test_precision_is_the_cli_runners():
