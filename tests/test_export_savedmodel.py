@@ -1,5 +1,6 @@
 """car_tf.export.savedmodel: layout, signatures, ops, loading with and without car_tf."""
 
+import ast
 import json
 import os
 import re
@@ -239,3 +240,18 @@ def test_downscale_memory_of_a_big_image_follows_the_tile_not_the_image():
     report = json.loads(result.stdout.strip().splitlines()[-1])["saved_model"]
     assert report["car_tf_modules"] == []
     assert report["peak_rss_mib"] < 2000, report
+
+
+def test_benchmark_reports_the_childs_own_peak_not_its_parents():
+    # getrusage's ru_maxrss in a child starts from its parent's size at the spawn: with
+    # 1 GiB held here, a small child would read >= 1 GiB. The tool's constant is read
+    # without importing the tool (its absl flags would join this process's).
+    with open(os.path.join(REPO, "tools", "benchmark_savedmodel.py")) as handle:
+        tree = ast.parse(handle.read())
+    source = next(ast.literal_eval(node.value) for node in tree.body
+                  if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None)
+                  == "PEAK_RSS_SOURCE")
+    held = np.ones(2**30 // 8)
+    child = subprocess.run([sys.executable, "-c", source + "print(peak_rss_mib())"],
+                           capture_output=True, text=True, check=True)
+    assert held.sum() > 0 and float(child.stdout) < 200
