@@ -11,6 +11,8 @@ imports it. docs/BEAM.md has the commands for the DirectRunner, Dataflow, Flink 
   pipeline.py  the pipeline: match, plan, skip, decode, RunInference, write; counters,
                dead letters
   launch.py    the command line (tools/beam_downscale.py)
+  model_check.py  what the launcher's check of the model learnt, memoised, so that a
+               model checked before is checked without TensorFlow
 """
 
 import logging
