@@ -318,6 +318,8 @@ def blend_search(objective, kernel, iterations, adaptive, step=0.5, report=None)
     the objective's images. Returns (BlendDownscaler, SearchResult)."""
     scale = objective.scale
     probe = BlendDownscaler(kernel, scale, 0.0, 0.0)
+    # The two downscales and z do not depend on the blend: computed once per image, keyed by
+    # the image object, which objective.curve hands back for each candidate.
     parts = {id(hr): probe.parts(hr) for hr in objective.images}
     z = np.concatenate([part[2].ravel() for part in parts.values()])
     z_mean, z_std = float(z.mean()), float(z.std()) or 1.0
