@@ -100,9 +100,8 @@ class Trainer:
         if self.config.lr_codec == "png":
             return lr, {}
         decoded, bits_per_pixel = compress_lr(lr, self.config, self.optimizer.iterations)
-        if self.config.codec_distortion == "lossless":
-            return lr, {"rate_bpp": bits_per_pixel}
-        return decoded, {"rate_bpp": bits_per_pixel}
+        seen = lr if self.config.codec_distortion == "lossless" else decoded
+        return seen, {"rate_bpp": bits_per_pixel}
 
     def per_example_losses(self, hr):
         """Loss terms of a float HR batch [n,H,W,3], each of shape [n]; with a codec, also
