@@ -23,12 +23,13 @@ import math
 import os
 
 import numpy as np
+import tensorflow as tf
 
 from car_tf import bjontegaard, codecs, pretrained
 from car_tf.evaluation.rate_distortion import coded_scores
 from car_tf.fixed_numpy import FixedKernel, downscale_uint8
 from car_tf.models.bicubic import BicubicUpscaler
-from car_tf.models.fixed import FixedKernelModel, fixed_config
+from car_tf.models.fixed import FixedKernelModel, fixed_config, fixed_kernel_downscale
 from car_tf.models.resampler_net import kernel_size_for
 from car_tf.ops.composite import unmoved_tap_positions
 from car_tf.protocol import bicubic_downscale_uint8, crop_for_scale
@@ -287,10 +288,6 @@ class BlendDownscaler:
 
     def parts(self, hr_uint8):
         """(B [h, w, 3] float64 in 0..1, D = K - B, z [h, w] unstandardised)."""
-        import tensorflow as tf
-
-        from car_tf.models.fixed import fixed_kernel_downscale
-
         hr = tf.constant(hr_uint8[np.newaxis], tf.float32) / 255.0
         height, width = hr_uint8.shape[0] // self.scale, hr_uint8.shape[1] // self.scale
         bicubic = tf.image.resize(hr, [height, width], method="bicubic", antialias=True)
