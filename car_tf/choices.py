@@ -11,6 +11,6 @@ UPSCALERS = ("bicubic", "edsr")
 # the compiled op when its library loads, else the pure-TF twin.
 IMPLEMENTATIONS = ("auto", "custom", "composite")
 # How car_tf.inference runs a ResamplerNet: "float32" throughout, or "mixed_bfloat16"
-# (every layer but the heads' last convolutions in bfloat16); "auto" takes
+# (every layer but the kernel head's last convolution in bfloat16); "auto" takes
 # mixed_bfloat16 on a CPU with bfloat16 instructions and no GPU, else float32.
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")

@@ -82,7 +82,7 @@ def add_model_flags(parser, model_kinds="bundled model name, .keras file or trai
                              "levels")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="how the ResamplerNet runs: float32, or mixed_bfloat16 (all but "
-                             "its last convolutions in bfloat16: LR within one level of "
+                             "the kernel head's last convolution in bfloat16: LR within one level of "
                              "float32, about half the CPU time); auto: mixed_bfloat16 on a "
                              "CPU with AVX512-BF16 or AMX and no GPU (default auto)")
 

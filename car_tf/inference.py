@@ -25,8 +25,8 @@ output uint8 arrays, which scale with the image, plus one tile's activations,
 which scale with the tile size.
 
 Precision (car_tf.choices.PRECISIONS). Nearly all of a CAR downscale's time is the
-ResamplerNet's convolutions. "mixed_bfloat16" runs them in bfloat16, except the heads'
-last ones (ResamplerNet.set_body_dtype_policy); on a CPU with bfloat16 instructions
+ResamplerNet's convolutions. "mixed_bfloat16" runs them in bfloat16, except the kernel
+head's last one (ResamplerNet.set_body_dtype_policy); on a CPU with bfloat16 instructions
 that halves the network's CPU time and moves LR pixels by at most one level. XLA
 (jit_compile) was tried for the network and was slower on CPU than TensorFlow's oneDNN
 convolutions (docs/BENCHMARKS.md).

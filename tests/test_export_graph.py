@@ -61,7 +61,7 @@ def test_with_resampler_impl_sets_the_precision_on_a_copy_only():
         return {layer.dtype_policy.name for layer in car_model.resampler._flatten_layers()}
 
     mixed = graph.with_resampler_impl(model, "composite", precision="mixed_bfloat16")
-    assert policies(mixed) == {"float32", "mixed_bfloat16"}  # the heads' last stay float32
+    assert policies(mixed) == {"float32", "mixed_bfloat16"}  # the kernel head's last stays float32
     assert policies(model) == {"float32"}
     model.resampler.set_body_dtype_policy("mixed_bfloat16")  # as a Runner does
     assert policies(graph.with_resampler_impl(model, "composite", precision="float32")) == {"float32"}

@@ -107,7 +107,7 @@ def test_a_mixed_bfloat16_export_is_within_a_level_of_the_float32_one(exports, m
         assert json.load(handle)["precision"] == "mixed_bfloat16"
     with open(os.path.join(exports["composite"], savedmodel.METADATA_PATH)) as handle:
         assert json.load(handle)["precision"] == "float32"
-    assert _conv_dtypes(path) == {tf.float32, tf.bfloat16}  # the heads' last stay float32
+    assert _conv_dtypes(path) == {tf.float32, tf.bfloat16}  # the kernel head's last stays float32
     assert _conv_dtypes(exports["composite"]) == {tf.float32}
     hr = tf.constant(_images((1, ODD_HEIGHT, ODD_WIDTH, 3), 6))
     lr = tf.saved_model.load(path).signatures["downscale"](hr=hr)["lr"]

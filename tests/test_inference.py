@@ -135,10 +135,11 @@ def test_runner_rejects_bad_arrays(x2_bicubic):
         inference.Runner(x2_bicubic, tile=-1)
 
 
-def test_mixed_bfloat16_is_within_one_level_of_float32_on_a_bundled_model():
+@pytest.mark.parametrize("name", ["car-x4-bicubic", "car-x2-bicubic"])
+def test_mixed_bfloat16_is_within_one_level_of_float32_on_a_bundled_model(name):
     from car_tf import image_io, pretrained, sample_data
 
-    model = pretrained.load_model("car-x4-bicubic")
+    model = pretrained.load_model(name)
     folder = os.path.dirname(sample_data.__file__)
     images = [image_io.read_image(os.path.join(folder, name)).rgb
               for name in ("baby.png", "butterfly.png")]
@@ -147,7 +148,8 @@ def test_mixed_bfloat16_is_within_one_level_of_float32_on_a_bundled_model():
     fast = inference.Runner(model, tile=256, precision="mixed_bfloat16")
     net = model.resampler
     assert net.stem.compute_dtype == net.res_block0.conv1.compute_dtype == "bfloat16"
-    assert net.kernel_head_out.compute_dtype == net.offset_y_head_out.compute_dtype == "float32"
+    assert net.kernel_head_out.compute_dtype == "float32"
+    assert net.offset_x_head_out.compute_dtype == net.offset_y_head_out.compute_dtype == "bfloat16"
     moved = 0
     for image, lr in zip(images, reference):
         difference = np.abs(fast.downscale(image).astype(int) - lr)
@@ -158,6 +160,30 @@ def test_mixed_bfloat16_is_within_one_level_of_float32_on_a_bundled_model():
     # A float32 Runner puts the model back.
     inference.Runner(model, tile=256, precision="float32")
     assert net.stem.compute_dtype == "float32"
+
+
+def test_bfloat16_offsets_move_a_resampled_value_by_far_less_than_a_level():
+    # Why set_body_dtype_policy may run the offset heads' last convolutions in bfloat16:
+    # even offsets near their +-1 limit, rounded to bfloat16, move the LR of a sharp image
+    # by a fraction of a level (the bundled models' own offsets are near 0).
+    from car_tf import image_io, pretrained, sample_data
+    from car_tf.ops.adaptive_resample import adaptive_resample
+
+    path = os.path.join(os.path.dirname(sample_data.__file__), "butterfly.png")
+    hr = tf.constant(image_io.read_image(path).rgb[None, :128, :128] / 255.0, tf.float32)
+    rng = np.random.default_rng(5)
+    for scale in (2, 4):
+        kernels, offsets_x, offsets_y = pretrained.load_model(f"car-x{scale}-bicubic").resampler(hr)
+        offsets_x, offsets_y = (tf.constant(rng.uniform(-0.95, 0.95, kernels.shape), tf.float32)
+                                for _ in range(2))
+
+        def rounded(offsets):
+            return tf.cast(tf.cast(offsets, tf.bfloat16), tf.float32)
+
+        exact = adaptive_resample(hr, kernels, offsets_x, offsets_y, scale)
+        coarse = adaptive_resample(hr, kernels, rounded(offsets_x), rounded(offsets_y), scale)
+        levels = np.abs(exact.numpy() - coarse.numpy()) * 255
+        assert 0 < levels.max() < 0.5
 
 
 def test_precision_auto_follows_the_cpu(monkeypatch):

@@ -98,7 +98,7 @@ def export_saved_model(model, export_base, version=1, resampler_impl=DEFAULT_RES
       tile: HR pixels per tile core of the downscale signatures (0: the whole image at once);
         memory then follows the tile, not the image (car_tf.export.graph).
       precision: how the graph's ResamplerNet runs, as `car downscale --precision`:
-        "float32", or "mixed_bfloat16" (bfloat16 convolutions but the heads' last ones),
+        "float32", or "mixed_bfloat16" (bfloat16 convolutions but the kernel head's last one),
         about half the network's time on a CPU with AVX512-BF16 or AMX and slower on one
         without; LR within a level of float32's. A fixed-kernel model has no ResamplerNet.
 

@@ -231,20 +231,24 @@ class ResamplerNet(keras.layers.Layer):
         kernel_out.bias.assign(area_average_taps(self.scale))
 
     def set_body_dtype_policy(self, policy):
-        """Runs every layer but the heads' last convolutions under the Keras dtype policy
-        `policy` ("float32", or "mixed_bfloat16": bfloat16 compute, float32 weights).
+        """Runs every layer but the kernel head's last convolution under the Keras dtype
+        policy `policy` ("float32", or "mixed_bfloat16": bfloat16 compute, float32 weights).
 
-        The heads' last convolutions, and the kernel normalisation after them, stay
-        float32: the kernels' precision is the LR pixels'. With the body in bfloat16 the
-        bundled car-x4-bicubic moves under 1% of LR pixels, each by one level
-        (tests/test_inference.py), for about half the network's CPU time on a CPU with
-        bfloat16 instructions (docs/BENCHMARKS.md).
+        The kernel head's last convolution, and the kernel normalisation after it, stay
+        float32: a kernel tap's relative error is the LR pixel's (bfloat16's 2^-9 on taps
+        of up to ~0.3 would move LR values by up to a level on its own). The offset heads'
+        last convolutions run in bfloat16: an offset's error moves a tap by a fraction of
+        its offset (at most 2^-9 of one LR pixel), which changes a sample by that distance
+        times the local gradient, far below a level for the offsets our models predict.
+        They were float32 too until the x2 profile showed the three heads' last 3x3
+        convolutions taking 60% of the network's CPU time (docs/BENCHMARKS.md). With the
+        body in bfloat16 the bundled car-x{2,4}-bicubic move under 1% of LR pixels, each by
+        one level (tests/test_inference.py).
         """
-        last = {id(head[-1]) for head in (self.kernel_head, self.offset_x_head,
-                                           self.offset_y_head)}
+        keep = id(self.kernel_head[-1])
         # Nested layers (the residual blocks' convolutions) each hold their own policy.
         for layer in self._flatten_layers(include_self=False, recursive=True):
-            if id(layer) not in last:
+            if id(layer) != keep:
                 layer.dtype_policy = policy
 
     def reach(self):
