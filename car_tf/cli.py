@@ -415,7 +415,7 @@ def _check_tile_halo(tile, scale, halo):
                          f"(no tiling) or at least {minimum}")
 
 
-def _model_and_runner(args):
+def model_and_runner(args):
     """(model, runner) for the command: the NumPy fixed-kernel path when it applies (no
     TensorFlow imported), else a model through car_tf.inference.Runner."""
     fixed = _load_fixed_kernel(args)
@@ -447,7 +447,7 @@ def run(args):
     if not jobs:
         raise UsageError(f"no image files found in {' '.join(args.inputs)}")
 
-    model, runner = _model_and_runner(args)
+    model, runner = model_and_runner(args)
     progress = Progress(len(jobs), unit=" files", quiet=args.quiet)
     for note in notes:
         progress.note(note)

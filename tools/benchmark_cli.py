@@ -30,6 +30,14 @@ the "lite" variant of default_config(scale, "bicubic") with random weights,
 saved to a temporary model_dir; the output says which (`model_source`).
 Random weights cost the same arithmetic as trained ones.
 
+With --model_only, downscale is also timed without the file work: one child per
+model (and one for Pillow) decodes the photo, builds what `car downscale` builds for
+those flags (car_tf.cli.model_and_runner: the NumPy path for a fixed-kernel model, else
+an inference.Runner), runs it once to warm up (tracing, first-touch memory), then times
+--repeats runs on the in-memory array (`model_only`: median wall and CPU s, MP/s). That
+is the processing a library user pays per image; the whole-run figures add start-up,
+PNG decode and encode, which any downscaler pays.
+
 The machine is reported with its load average, since other processes sharing
 the cores slow every figure down.
 
@@ -70,6 +78,9 @@ flags.DEFINE_enum("precision", None, PRECISIONS,
                   "--precision for the car command (default: its default; checkouts from "
                   "before the flag existed reject it).")
 flags.DEFINE_bool("bfloat16", False, "Pass --bfloat16 to the car command.")
+flags.DEFINE_bool("model_only", False,
+                  "Also time downscale on the decoded photo in memory, without start-up, "
+                  "decode or encode (this checkout only).")
 flags.DEFINE_string("work_dir", None, "Where the photo and outputs go (default: a temp folder).")
 flags.DEFINE_bool("json", False, "Print one JSON object instead of a table.")
 flags.DEFINE_bool("prepare", False,
@@ -85,6 +96,33 @@ with Image.open(source) as image:
     small = image.convert("RGB").resize((-(-image.width // scale), -(-image.height // scale)),
                                         Image.BICUBIC)
 small.save(target, compress_level=6)
+"""
+
+# Downscale of a decoded photo in memory, timed after one warm-up run: what `car downscale`
+# runs for the given car arguments (or Pillow's resize), without start-up or file work.
+MODEL_ONLY_SCRIPT = """
+import json, sys, time
+source, repeats, car_args = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+if car_args:
+    from car_tf import cli
+    from car_tf.image_io import read_image
+    rgb = read_image(source).rgb
+    _, runner = cli.model_and_runner(cli.build_parser().parse_args(car_args))
+    downscale = runner.downscale
+else:
+    from PIL import Image
+    image = Image.open(source).convert("RGB")
+    size = (-(-image.width // SCALE), -(-image.height // SCALE))
+    downscale = lambda _: image.resize(size, Image.BICUBIC)
+    rgb = None
+downscale(rgb)
+walls, cpus = [], []
+for _ in range(repeats):
+    wall, cpu = time.perf_counter(), time.process_time()
+    downscale(rgb)
+    walls.append(time.perf_counter() - wall)
+    cpus.append(time.process_time() - cpu)
+print(json.dumps({"walls_s": walls, "cpus_s": cpus}))
 """
 
 
@@ -216,6 +254,30 @@ def _summary(rounds, megapixels):
     }
 
 
+def _model_only(models, work_dir, megapixels):
+    """{name: median wall s, CPU s and MP/s} of downscale in memory (MODEL_ONLY_SCRIPT)."""
+    photo = os.path.join(work_dir, "photo.png")
+    runs = [(model, _car("downscale", photo, os.path.join(work_dir, "out", "model_only"),
+                         model)[3:]) for model, _ in models]
+    if FLAGS.pillow:
+        runs.append(("pillow", []))
+    timings = {}
+    for name, car_args in runs:
+        script = MODEL_ONLY_SCRIPT.replace("SCALE", str(FLAGS.scale))
+        done = subprocess.run([sys.executable, "-c", script, photo, str(FLAGS.repeats),
+                               *car_args], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{name} model-only run failed (exit {done.returncode}): "
+                               f"{done.stderr.strip()[-2000:]}")
+        measured = json.loads(done.stdout.strip().splitlines()[-1])
+        wall = statistics.median(measured["walls_s"])
+        timings[name] = {"wall_s": round(wall, 3),
+                         "cpu_s": round(statistics.median(measured["cpus_s"]), 3),
+                         "mp_per_s": round(megapixels / wall, 2),
+                         "walls_s": [round(value, 3) for value in measured["walls_s"]]}
+    return timings
+
+
 def _level_differences(command, models, work_dir):
     """{model: {checkout: [max |level difference|, fraction of values that differ]}} of
     each checkout's output against the first checkout's, for models run under several."""
@@ -295,6 +357,8 @@ def main(argv):
         if command != "roundtrip":
             result.setdefault("levels_moved", {})[command] = _level_differences(
                 command, prepared["models"], work_dir)
+    if FLAGS.model_only:
+        result["model_only"] = _model_only(prepared["models"], work_dir, megapixels)
     result["load_average_after"] = round(os.getloadavg()[0], 2)
     if FLAGS.json:
         print(json.dumps(result, indent=2))
@@ -313,6 +377,10 @@ def main(argv):
             for label, (most, fraction) in moved.items():
                 print(f"  {model} ({label}) against ({result['checkouts'][0].split('=')[0]}): "
                       f"at most {most} levels apart, {fraction:.4%} of values differ")
+    if "model_only" in result:
+        print("downscale in memory (no start-up, decode or encode): wall_s  cpu_s  MP/s")
+        for name, row in result["model_only"].items():
+            print(f"  {name:<26} {row['wall_s']:>6} {row['cpu_s']:>6} {row['mp_per_s']:>5}")
 
 
 if __name__ == "__main__":
