@@ -5,7 +5,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-OP_SOURCES := $(wildcard custom_ops/cc/kernels/*.h custom_ops/cc/kernels/*.cc custom_ops/cc/ops/*.cc)
+OP_SOURCES := $(wildcard custom_ops/cc/kernels/*.h custom_ops/cc/kernels/*.cc custom_ops/cc/ops/*.cc custom_ops/fixed/*.cc)
 INSTALLED := $(VENV)/.installed
 BUILT := car_tf/ops/.built
 
@@ -24,7 +24,7 @@ $(INSTALLED): $(PY) pyproject.toml setup.py
 	$(PIP) install --quiet --no-build-isolation -e ".[test,beam]"
 	touch $(BUILT) $@
 
-# Rebuild the op library when its C++/CUDA sources change.
+# Rebuild the op library and the fixed-kernel downscaler when their C++/CUDA sources change.
 $(BUILT): $(INSTALLED) $(OP_SOURCES)
 	$(PY) setup.py --quiet build_ext --inplace
 	touch $@
@@ -44,4 +44,4 @@ test-fast: $(BUILT)
 	$(PY) -m pytest -q -m "not slow" tests
 
 clean:
-	rm -rf build dist *.egg-info car_tf/ops/*.so $(BUILT) demo_output
+	rm -rf build dist *.egg-info car_tf/ops/*.so car_tf/_fixed_downscale*.so $(BUILT) demo_output

@@ -1,4 +1,5 @@
-"""Builds the adaptive resampler op library into car_tf/ops/.
+"""Builds the adaptive resampler op library into car_tf/ops/, and the fixed-kernel
+downscaler (plain C++, no TensorFlow; car_tf.fixed_numpy loads it with ctypes) into car_tf/.
 
 Compile and link flags come from tf.sysconfig, so the C++ standard, the ABI
 flag and the include paths always match the installed TensorFlow.
@@ -27,6 +28,7 @@ CPU_SOURCES = sorted(
 )
 CPU_SOURCES = [s for s in CPU_SOURCES if not s.endswith(".cu.cc")]
 KERNEL_HEADERS = glob.glob("custom_ops/cc/kernels/*.h")
+FIXED_DOWNSCALE = "car_tf._fixed_downscale"
 
 
 def _say(message):
@@ -38,6 +40,12 @@ class BuildTfOp(build_ext):
     """build_ext for a TensorFlow op library rather than a Python module."""
 
     def build_extension(self, ext):
+        if ext.name == FIXED_DOWNSCALE:
+            # No TensorFlow here: only the standard library and threads.
+            ext.extra_compile_args = ["-O3", "-std=c++17", "-fPIC"]
+            ext.extra_link_args = ["-pthread"]
+            super().build_extension(ext)
+            return
         compile_flags = tf.sysconfig.get_compile_flags()
         ext.extra_compile_args = compile_flags + [
             "-O3",
@@ -113,7 +121,12 @@ setup(
             # Header or CUDA changes must relink; build_ext only compares these.
             depends=KERNEL_HEADERS + [cuda_build.GPU_SOURCE],
             language="c++",
-        )
+        ),
+        Extension(
+            FIXED_DOWNSCALE,
+            sources=["custom_ops/fixed/fixed_downscale.cc"],
+            language="c++",
+        ),
     ],
     cmdclass={"build_ext": BuildTfOp},
 )

@@ -416,8 +416,8 @@ def _check_tile_halo(tile, scale, halo):
 
 
 def model_and_runner(args):
-    """(model, runner) for the command: the NumPy fixed-kernel path when it applies (no
-    TensorFlow imported), else a model through car_tf.inference.Runner."""
+    """(model, runner) for the command: car_tf.fixed_numpy's fixed-kernel path when it
+    applies (no TensorFlow imported), else a model through car_tf.inference.Runner."""
     fixed = _load_fixed_kernel(args)
     if fixed is not None:
         from car_tf import fixed_numpy

@@ -1,4 +1,4 @@
-"""Fixed-kernel downscaling in NumPy: car-x{2,4}-fixed without importing TensorFlow.
+"""Fixed-kernel downscaling without TensorFlow: car-x{2,4}-fixed in NumPy or its compiled twin.
 
 A fixed-kernel model (car_tf.models.fixed.FixedKernelModel) is one k x k kernel, and its
 12 MP downscale costs about 0.04 s in TensorFlow, while importing TensorFlow costs about
@@ -18,8 +18,19 @@ zero-padded to m s taps a side (m = ceil(k / s)), and B[Y, b, X, p] = P[s Y + b,
 G is s matrix products (one per row phase b) that read each HR pixel once, and the sum over
 (a, q) is m^2 shifted additions of LR-sized arrays. Rows go in bands of about BAND_BYTES of
 G, so that memory beyond the image and its output stays near 50 MB whatever the size.
+
+The compiled twin. NumPy spends most of that time moving G through memory (12 MP at x4:
+~0.2 s for ~0.4 G multiply-adds). custom_ops/fixed/fixed_downscale.cc does the same sum
+over the same padded input (the reflected indices below are passed to it) one LR row at a
+time, in cache and on both cores; setup.py builds it beside the op as
+car_tf/_fixed_downscale*.so, plain C++ with no TensorFlow, loaded with ctypes. It is used
+when built (`native=None`); this NumPy code is the fallback and the reference it is tested
+against (tests/test_fixed_numpy.py).
 """
 
+import ctypes
+import functools
+import glob
 import math
 import os
 
@@ -146,17 +157,61 @@ def _band(rgb, rows, cols, scale):
     return band.reshape(scale, phase_rows.shape[1], -1)
 
 
-def downscale_uint8(rgb, model, progress=None, band_bytes=BAND_BYTES):
+@functools.lru_cache(maxsize=None)
+def native_library():
+    """The compiled twin (ctypes.CDLL), or None where setup.py has not built it."""
+    folder = os.path.dirname(os.path.abspath(__file__))
+    paths = glob.glob(os.path.join(folder, "_fixed_downscale*.so"))
+    if not paths:
+        return None
+    library = ctypes.CDLL(paths[0])
+    pointer, size = ctypes.c_void_p, ctypes.c_int64
+    library.car_fixed_downscale_u8.argtypes = [
+        pointer, size, size, size, pointer, size, size, pointer, size, pointer, size, pointer,
+        size, size, size]
+    library.car_fixed_downscale_u8.restype = ctypes.c_int
+    return library
+
+
+def _native_downscale(library, rgb, kernel, scale, rows, cols, out_h, out_w):
+    rgb = np.ascontiguousarray(rgb)
+    kernel = np.ascontiguousarray(kernel, np.float32)
+    rows = np.ascontiguousarray(rows, np.int64)
+    cols = np.ascontiguousarray(cols, np.int64)
+    output = np.empty((out_h, out_w, rgb.shape[2]), np.uint8)
+    # ctypes lets go of the GIL for the call.
+    status = library.car_fixed_downscale_u8(
+        rgb.ctypes.data, rgb.shape[0], rgb.shape[1], rgb.shape[2], kernel.ctypes.data,
+        kernel.shape[0], scale, rows.ctypes.data, rows.size, cols.ctypes.data, cols.size,
+        output.ctypes.data, out_h, out_w, os.cpu_count() or 1)
+    if status:
+        raise RuntimeError(f"car_fixed_downscale_u8 rejected its arguments (code {status})")
+    return output
+
+
+def downscale_uint8(rgb, model, progress=None, band_bytes=BAND_BYTES, native=None):
     """uint8 [H, W, C] of any size -> uint8 [ceil(H/s), ceil(W/s), C] with `model`, a
     FixedKernel: FixedKernelModel.downscale_uint8 as car_tf.inference.Runner applies it
-    (within one level). progress: optional callable(done, total) after each band."""
+    (within one level). progress: optional callable(done, total) after each band.
+    native: True for the compiled twin (RuntimeError where it is not built), False for
+    NumPy, None for the compiled twin where it is built; band_bytes is NumPy's."""
     scale = model.scale
     height, width, channels = rgb.shape
-    weights, blocks = _phase_weights(model.kernel, scale, channels)
     out_h, out_w = lr_size(height, scale), lr_size(width, scale)
+    blocks = -(-model.kernel.shape[0] // scale)
     blocks_x = out_w + blocks - 1
     rows = _conv_input_indices(height, scale, out_h + blocks - 1)
     cols = _conv_input_indices(width, scale, blocks_x)
+    library = native_library() if native in (None, True) else None
+    if native and library is None:
+        raise RuntimeError("car_tf/_fixed_downscale*.so is not built: run "
+                           "`python setup.py build_ext --inplace` (make build does)")
+    if library is not None:
+        output = _native_downscale(library, rgb, model.kernel, scale, rows, cols, out_h, out_w)
+        if progress is not None:
+            progress(1, 1)
+        return output
+    weights, _ = _phase_weights(model.kernel, scale, channels)
     band = max(1, band_bytes // (blocks_x * weights.shape[1] * 4))
     output = np.empty((out_h, out_w, channels), np.uint8)
     starts = range(0, out_h, band)

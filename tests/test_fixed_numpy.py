@@ -1,4 +1,5 @@
-"""car_tf.fixed_numpy: fixed-kernel downscaling in NumPy, against the TensorFlow model."""
+"""car_tf.fixed_numpy: fixed-kernel downscaling in NumPy and its compiled twin, against the
+TensorFlow model."""
 
 import glob
 import json
@@ -46,22 +47,73 @@ def _numpy_twin(model):
         model.kernel().numpy().reshape(model.kernel_size, model.kernel_size), model.scale)
 
 
+@pytest.mark.parametrize("native", [False, True], ids=["numpy", "compiled"])
 @pytest.mark.parametrize("scale", [2, 4])
 @pytest.mark.parametrize("shape", [(1, 1), (3, 5), (7, 13), (16, 16), (37, 53), (67, 9)])
-def test_random_signed_kernels_match_the_model_at_any_size(scale, shape):
+def test_random_signed_kernels_match_the_model_at_any_size(scale, shape, native):
     model = _random_model(scale, "signed", seed=scale)
     rgb = photo(*shape, seed=shape[0])
-    _assert_within_one_level(fixed_numpy.downscale_uint8(rgb, _numpy_twin(model)),
+    _assert_within_one_level(fixed_numpy.downscale_uint8(rgb, _numpy_twin(model), native=native),
                              _tf_downscale(model, rgb))
+
+
+def test_the_compiled_twin_is_built_and_taken_by_default():
+    # make build (setup.py) builds it; were it missing, the fast path would silently be
+    # NumPy's, several times slower (docs/BENCHMARKS.md).
+    assert fixed_numpy.native_library() is not None
+    model = _numpy_twin(_random_model(4, "signed", seed=8))
+    rgb = photo(203, 301, seed=8)
+    default = fixed_numpy.downscale_uint8(rgb, model)
+    np.testing.assert_array_equal(default, fixed_numpy.downscale_uint8(rgb, model, native=True))
+    # The two twins differ at most where a float32 sum lands within rounding of a half level.
+    _assert_within_one_level(default, fixed_numpy.downscale_uint8(rgb, model, native=False))
+    calls = []
+    fixed_numpy.downscale_uint8(rgb, model, lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 1)]
+
+
+@pytest.mark.parametrize("channels", [1, 4])
+def test_the_compiled_twin_takes_any_channel_count(channels):
+    model = _numpy_twin(_random_model(2, "signed", seed=channels))
+    rgb = np.dstack([photo(19, 23, seed=c)[:, :, 0] for c in range(channels)])
+    _assert_within_one_level(fixed_numpy.downscale_uint8(rgb, model, native=True),
+                             fixed_numpy.downscale_uint8(rgb, model, native=False))
+
+
+def test_the_compiled_twin_refuses_indices_outside_the_image():
+    library = fixed_numpy.native_library()
+    model = _numpy_twin(_random_model(2, "signed", seed=1))
+    rgb = photo(8, 8)
+    # 4 x 4 LR pixels from 8 x 8: k = 7 taps at stride 2 read 4 + 3 blocks of 2 a side.
+    valid = fixed_numpy._conv_input_indices(8, 2, 4 + 3)
+    assert fixed_numpy._native_downscale(library, rgb, model.kernel, 2, valid, valid, 4,
+                                         4).shape == (4, 4, 3)
+    outside = valid.copy()
+    outside[-1] = 8
+    with pytest.raises(RuntimeError, match="code 3"):
+        fixed_numpy._native_downscale(library, rgb, model.kernel, 2, outside, valid, 4, 4)
+    with pytest.raises(RuntimeError, match="code 4"):
+        fixed_numpy._native_downscale(library, rgb, model.kernel, 2, valid, outside - 9, 4, 4)
+    with pytest.raises(RuntimeError, match="code 3"):  # too few rows for 5 LR rows
+        fixed_numpy._native_downscale(library, rgb, model.kernel, 2, valid, valid, 5, 4)
+
+
+def test_asking_for_the_compiled_twin_where_it_is_not_built_says_how(monkeypatch):
+    monkeypatch.setattr(fixed_numpy, "native_library", lambda: None)
+    model = _numpy_twin(_random_model(2, "signed", seed=1))
+    with pytest.raises(RuntimeError, match="build_ext --inplace"):
+        fixed_numpy.downscale_uint8(photo(8, 8), model, native=True)
+    # and the default falls back to NumPy
+    assert fixed_numpy.downscale_uint8(photo(8, 8), model).shape == (4, 4, 3)
 
 
 def test_bands_do_not_change_the_result():
     model = _numpy_twin(_random_model(4, "signed", seed=3))
     rgb = photo(150, 90, seed=1)
-    whole = fixed_numpy.downscale_uint8(rgb, model)
+    whole = fixed_numpy.downscale_uint8(rgb, model, native=False)
     calls = []
     banded = fixed_numpy.downscale_uint8(rgb, model, lambda done, total: calls.append(total),
-                                         band_bytes=1)
+                                         band_bytes=1, native=False)
     np.testing.assert_array_equal(banded, whole)
     # band_bytes=1: one LR row per band.
     assert calls == [38] * 38
@@ -88,8 +140,10 @@ def test_bundled_models_match_tensorflow_on_the_sample_images(name):
     np.testing.assert_allclose(ours.kernel.reshape(-1), model.kernel().numpy(), atol=1e-7)
     for path in SAMPLES:
         rgb = np.asarray(Image.open(path).convert("RGB"))
-        _assert_within_one_level(fixed_numpy.downscale_uint8(rgb, ours),
-                                 _tf_downscale(model, rgb))
+        reference = _tf_downscale(model, rgb)
+        for native in (False, True):
+            _assert_within_one_level(fixed_numpy.downscale_uint8(rgb, ours, native=native),
+                                     reference)
 
 
 def test_other_models_are_not_taken_for_fixed_ones():
