@@ -174,6 +174,9 @@ def native_library():
 
 
 def _native_downscale(library, rgb, kernel, scale, rows, cols, out_h, out_w):
+    if rgb.dtype != np.uint8 or rgb.ndim != 3:
+        # The C++ reads raw bytes: any other layout would be read as garbage.
+        raise ValueError(f"rgb must be uint8 [H, W, C], got {rgb.dtype} {rgb.shape}")
     rgb = np.ascontiguousarray(rgb)
     kernel = np.ascontiguousarray(kernel, np.float32)
     rows = np.ascontiguousarray(rows, np.int64)

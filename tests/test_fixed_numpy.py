@@ -96,6 +96,9 @@ def test_the_compiled_twin_refuses_indices_outside_the_image():
         fixed_numpy._native_downscale(library, rgb, model.kernel, 2, valid, outside - 9, 4, 4)
     with pytest.raises(RuntimeError, match="code 3"):  # too few rows for 5 LR rows
         fixed_numpy._native_downscale(library, rgb, model.kernel, 2, valid, valid, 5, 4)
+    with pytest.raises(ValueError, match="uint8"):
+        fixed_numpy._native_downscale(library, rgb.astype(np.float32), model.kernel, 2, valid,
+                                      valid, 4, 4)
 
 
 def test_asking_for_the_compiled_twin_where_it_is_not_built_says_how(monkeypatch):
