@@ -5,11 +5,36 @@ import resource
 import tensorflow as tf
 
 
+def proc_status_kib(field):
+    """A 'kB' field of /proc/self/status (VmRSS, VmHWM: Linux), or None where there is none."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def peak_rss_mib():
+    """Peak resident set of this process's program, in MiB.
+
+    VmHWM where Linux has it: getrusage's ru_maxrss is carried across fork and exec, so a
+    child started by a larger process (pytest, a benchmark) would read its parent's size at
+    the spawn instead of its own. ru_maxrss elsewhere (KiB on Linux, bytes on macOS; this
+    assumes KiB).
+    """
+    peak_kib = proc_status_kib("VmHWM")
+    if peak_kib is None:
+        peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak_kib / 1024.0
+
+
 def peak_memory():
     """{"peak_rss_mib": peak resident set of this process, "peak_<gpu>_mib": peak GPU memory
     per GPU}, in MiB (2^20 bytes)."""
-    # ru_maxrss is in KiB on Linux.
-    result = {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+    result = {"peak_rss_mib": peak_rss_mib()}
     for gpu in tf.config.list_logical_devices("GPU"):
         info = tf.config.experimental.get_memory_info(gpu.name)
         result[f"peak_{gpu.name.split(':', 1)[1].lower().replace(':', '')}_mib"] = info["peak"] / 2**20

@@ -72,18 +72,6 @@ flags.DEFINE_enum(
 FLOPS_PER_TAP_CHANNEL = 8 + 18 + 8
 
 
-def _status_kib(field):
-    """A 'kB' field of /proc/self/status (VmRSS, VmHWM), or None."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
 def _reset_peak_rss():
     """Resets VmHWM to the current RSS; False where the kernel does not allow it."""
     try:
@@ -115,6 +103,7 @@ def _measure(impl):
     import tensorflow as tf
 
     from car_tf import ops
+    from car_tf.memory import proc_status_kib
     from car_tf.models import kernel_size_for
 
     if impl == "custom" and not ops.custom_op_available():
@@ -131,7 +120,7 @@ def _measure(impl):
             output = ops.adaptive_resample(*inputs, offset_unit, impl=impl)
         return output, tape.gradient(output, inputs, output_gradients=grad_output)
 
-    base_kib = _status_kib("VmRSS")
+    base_kib = proc_status_kib("VmRSS")
     exact_peak = base_kib is not None and _reset_peak_rss()
     for _ in range(FLAGS.warmup):
         step(image, kernels, offsets_x, offsets_y, grad_output)
@@ -142,7 +131,7 @@ def _measure(impl):
         times_ms.append((time.perf_counter() - start) * 1e3)
         cpu_ms.append((time.process_time() - start_cpu) * 1e3)
     if exact_peak:
-        peak_kib = _status_kib("VmHWM")
+        peak_kib = proc_status_kib("VmHWM")
     else:
         peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux.
         base_kib = base_kib or 0
