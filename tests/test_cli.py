@@ -262,17 +262,6 @@ def test_progress_lines_and_quiet(model_dir, tmp_path, capsys):
     assert capsys.readouterr().err == ""
 
 
-def test_banded_scores_equal_whole_image_metrics():
-    reference = photo(70, 40, 8)
-    noise = np.random.default_rng(9).integers(-9, 10, reference.shape)
-    result = np.clip(reference.astype(int) + noise, 0, 255).astype(np.uint8)
-    psnr, ssim = cli.scores(reference, result, shave=2, band_rows=13)
-    assert psnr == pytest.approx(float(metrics.psnr_y(reference, result, 2)), rel=1e-9)
-    assert ssim == pytest.approx(float(metrics.ssim_y(reference, result, 2)), rel=1e-9)
-    assert cli.scores(reference, reference, shave=2)[0] == float("inf")
-    assert cli.scores(reference[:12, :12], result[:12, :12], shave=2)[1] is None
-
-
 def _cpu_runs_onednn_bfloat16():
     """Whether TensorFlow's oneDNN bfloat16 rewrite applies on this CPU (it needs AVX512F,
     AVX-NE-CONVERT or AMX; elsewhere --bfloat16 leaves every graph as it is)."""
