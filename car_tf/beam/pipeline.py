@@ -257,7 +257,7 @@ class WriteLowResolution(_WriteResult):
 
 
 def _score_row(source, reference, result, scale):
-    from car_tf.cli import scores
+    from car_tf.batch import scores
 
     psnr, ssim = scores(reference, result, shave=scale)
     return {"path": source, "psnr_y": psnr, "ssim_y": ssim}
