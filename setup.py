@@ -28,7 +28,7 @@ CPU_SOURCES = sorted(
 )
 CPU_SOURCES = [s for s in CPU_SOURCES if not s.endswith(".cu.cc")]
 KERNEL_HEADERS = glob.glob("custom_ops/cc/kernels/*.h")
-FIXED_DOWNSCALE = "car_tf._fixed_downscale"
+OP_LIBRARY = "car_tf.ops._adaptive_resample_ops"
 
 
 def _say(message):
@@ -37,13 +37,12 @@ def _say(message):
 
 
 class BuildTfOp(build_ext):
-    """build_ext for a TensorFlow op library rather than a Python module."""
+    """build_ext that builds the TensorFlow op library with TensorFlow's flags (and CUDA),
+    and any other extension as declared."""
 
     def build_extension(self, ext):
-        if ext.name == FIXED_DOWNSCALE:
-            # No TensorFlow here: only the standard library and threads.
-            ext.extra_compile_args = ["-O3", "-std=c++17", "-fPIC"]
-            ext.extra_link_args = ["-pthread"]
+        if ext.name != OP_LIBRARY:
+            # A plain extension: its flags are in its declaration below.
             super().build_extension(ext)
             return
         compile_flags = tf.sysconfig.get_compile_flags()
@@ -115,16 +114,19 @@ class BuildTfOp(build_ext):
 setup(
     ext_modules=[
         Extension(
-            "car_tf.ops._adaptive_resample_ops",
+            OP_LIBRARY,
             sources=CPU_SOURCES,
             include_dirs=[ROOT],
             # Header or CUDA changes must relink; build_ext only compares these.
             depends=KERNEL_HEADERS + [cuda_build.GPU_SOURCE],
             language="c++",
         ),
+        # The fixed-kernel downscaler: no TensorFlow, only the standard library and threads.
         Extension(
-            FIXED_DOWNSCALE,
+            "car_tf._fixed_downscale",
             sources=["custom_ops/fixed/fixed_downscale.cc"],
+            extra_compile_args=["-O3", "-std=c++17", "-fPIC"],
+            extra_link_args=["-pthread"],
             language="c++",
         ),
     ],
