@@ -102,7 +102,7 @@ small.save(target, compress_level=6)
 # runs for the given car arguments (or Pillow's resize), without start-up or file work.
 MODEL_ONLY_SCRIPT = """
 import json, sys, time
-source, repeats, car_args = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+source, repeats, scale, car_args = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
 if car_args:
     from car_tf import cli
     from car_tf.image_io import read_image
@@ -112,7 +112,7 @@ if car_args:
 else:
     from PIL import Image
     image = Image.open(source).convert("RGB")
-    size = (-(-image.width // SCALE), -(-image.height // SCALE))
+    size = (-(-image.width // scale), -(-image.height // scale))
     downscale = lambda _: image.resize(size, Image.BICUBIC)
     rgb = None
 downscale(rgb)
@@ -263,9 +263,8 @@ def _model_only(models, work_dir, megapixels):
         runs.append(("pillow", []))
     timings = {}
     for name, car_args in runs:
-        script = MODEL_ONLY_SCRIPT.replace("SCALE", str(FLAGS.scale))
-        done = subprocess.run([sys.executable, "-c", script, photo, str(FLAGS.repeats),
-                               *car_args], capture_output=True, text=True)
+        done = subprocess.run([sys.executable, "-c", MODEL_ONLY_SCRIPT, photo, str(FLAGS.repeats),
+                               str(FLAGS.scale), *car_args], capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"{name} model-only run failed (exit {done.returncode}): "
                                f"{done.stderr.strip()[-2000:]}")
