@@ -131,7 +131,7 @@ def _conv_input_indices(size, scale, blocks):
 
 def _phase_weights(kernel, scale, channels):
     """float32 [s, m * m * C, s * C]: per row phase b, the matrix from a block row's
-    (p, c) values to G's (a, q, c) (the module docstring), diagonal in the channel; and m."""
+    (p, c) values to G's (a, q, c) (the module docstring), diagonal in the channel."""
     side = kernel.shape[0]
     blocks = -(-side // scale)
     taps = np.zeros((blocks * scale, blocks * scale), np.float32)
@@ -139,7 +139,7 @@ def _phase_weights(kernel, scale, channels):
     per_phase = taps.reshape(blocks, scale, blocks, scale)  # a, b, q, p
     eye = np.eye(channels, dtype=np.float32)
     weights = np.einsum("abqp,cd->baqcpd", per_phase, eye)
-    return weights.reshape(scale, blocks * blocks * channels, scale * channels), blocks
+    return weights.reshape(scale, blocks * blocks * channels, scale * channels)
 
 
 def _band(rgb, rows, cols, scale):
@@ -214,7 +214,7 @@ def downscale_uint8(rgb, model, progress=None, band_bytes=BAND_BYTES, native=Non
         if progress is not None:
             progress(1, 1)
         return output
-    weights, _ = _phase_weights(model.kernel, scale, channels)
+    weights = _phase_weights(model.kernel, scale, channels)
     band = max(1, band_bytes // (blocks_x * weights.shape[1] * 4))
     output = np.empty((out_h, out_w, channels), np.uint8)
     starts = range(0, out_h, band)
