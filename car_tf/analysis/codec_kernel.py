@@ -271,6 +271,12 @@ BLEND_MAX = 2.0  # w runs from 0 (bicubic) to 2 (the kernel's detail doubled).
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966]) / 255.0
 
 
+def blend_lr(bicubic, detail, weights):
+    """uint8 LR B + w (K - B): `bicubic` B and `detail` K - B float [h, w, 3] in 0..1 (as
+    BlendDownscaler.parts gives them), `weights` w a scalar or [h, w, 1]."""
+    return np.rint(np.clip((bicubic + weights * detail) * 255.0, 0.0, 255.0)).astype(np.uint8)
+
+
 class BlendDownscaler:
     """LR = B + w (K - B), per LR pixel: B the protocol's antialiased bicubic LR and K
     a fixed kernel's (both in float, before the 8-bit rounding), with
@@ -304,8 +310,7 @@ class BlendDownscaler:
 
     def __call__(self, hr_uint8):
         bicubic, detail, z = self.parts(hr_uint8)
-        lr = bicubic + self.weights(z)[..., np.newaxis] * detail
-        return np.rint(np.clip(lr * 255.0, 0.0, 255.0)).astype(np.uint8)
+        return blend_lr(bicubic, detail, self.weights(z)[..., np.newaxis])
 
 
 def blend_search(objective, kernel, iterations, adaptive, step=0.5, report=None):
@@ -328,8 +333,7 @@ def blend_search(objective, kernel, iterations, adaptive, step=0.5, report=None)
     def from_parts(blend):
         def downscale(hr):
             bicubic, detail, z = parts[id(hr)]
-            lr = bicubic + blend.weights(z)[..., np.newaxis] * detail
-            return np.rint(np.clip(lr * 255.0, 0.0, 255.0)).astype(np.uint8)
+            return blend_lr(bicubic, detail, blend.weights(z)[..., np.newaxis])
         return downscale
 
     unit = math.log(1.0 / (BLEND_MAX - 1.0))  # the offset at which w = 1 with slope 0

@@ -17,7 +17,7 @@ import sys
 import numpy as np
 
 from car_tf import image_io, pretrained
-from car_tf.analysis.codec_kernel import BlendDownscaler
+from car_tf.analysis.codec_kernel import BlendDownscaler, blend_lr
 from car_tf.evaluation.rate_distortion import coded_scores
 from car_tf.evaluation.scoring import read_hr
 from car_tf.models.bicubic import BicubicUpscaler
@@ -53,7 +53,7 @@ def main(scale, kernel_model, folders):
                 continue
             bicubic, detail, _ = probe.parts(hr)
             for blend in BLENDS:
-                lr = np.rint(np.clip((bicubic + blend * detail) * 255, 0, 255)).astype(np.uint8)
+                lr = blend_lr(bicubic, detail, blend)
                 for quality in QUALITIES:
                     scores.setdefault((blend, quality), []).append(
                         coded_scores(hr / 255.0, lr, "jpeg", quality, upscale, scale, ssim=False))
