@@ -104,10 +104,21 @@ def _resample_local(image, kernels, moves_x, moves_y, scale):
     k = 3 * scale + 1; moves_x, moves_y [N*h*w, k, 1, k]: each tap's move in HR pixels,
     all of magnitude < 1. Returns [N, h, w, C].
     """
-    dtype = image.dtype
+    windows = weight_windows(kernels, moves_x, moves_y, scale)
+    with tf.control_dependencies([windows]):  # the patches once the window's parts are freed
+        return apply_windows(image, windows, tf.shape(kernels)[:3], scale)
+
+
+def weight_windows(kernels, moves_x, moves_y, scale):
+    """[N*h*w, k+2, k+2]: each LR pixel's weights over the (k+2) x (k+2) HR pixels around
+    its unmoved taps, each tap's kernel weight spread over its bilinear neighbours.
+
+    kernels [N, h, w, k*k], k = 3 * scale + 1; moves_x, moves_y [N*h*w, k, 1, k] in HR
+    pixels, all of magnitude < 1 (_resample_local's arguments).
+    """
+    dtype = kernels.dtype
     k = 3 * scale + 1
-    batch, out_height, out_width = tf.unstack(tf.shape(kernels)[:3])
-    pixels = batch * out_height * out_width
+    pixels = tf.reduce_prod(tf.shape(kernels)[:3])
     tap_weights = tf.reshape(kernels, [pixels, k, 1, k])
     rows = _neighbour_weights(moves_y)
     columns = tf.concat(_neighbour_weights(moves_x), axis=2)  # [pixels, k, 3, k]
@@ -124,6 +135,16 @@ def _resample_local(image, kernels, moves_x, moves_y, scale):
         placed = tf.reshape(tf.matmul(tf.reshape(spread, [pixels * k, 3 * k]), shift),
                             [pixels, k, k + 2])
         window = window + tf.pad(placed, [[0, 0], [d, 2 - d], [0, 0]])
+    return window
+
+
+def apply_windows(image, windows, lr_shape, scale):
+    """[N, h, w, C]: each LR pixel's weight window (weight_windows) applied to its strided
+    (k+2) x (k+2) patch of `image` [N, H, W, C], under the op's edge rule; lr_shape is
+    [N, h, w] (a tensor)."""
+    k = 3 * scale + 1
+    batch, out_height, out_width = tf.unstack(lr_shape)
+    pixels = batch * out_height * out_width
     # Window row p of LR row y is HR row y*scale - reach + p: the unmoved taps start at
     # y*scale - scale - 1 and reach one pixel further. The indices follow the op's edge
     # rule (reflect, then clamp), which also covers a reach beyond k // 2.
@@ -133,14 +154,13 @@ def _resample_local(image, kernels, moves_x, moves_y, scale):
     def edge_indices(out_size, in_size):
         return _reflect_index(tf.range((out_size - 1) * scale + k + 2) - reach, in_size, pad)
 
-    with tf.control_dependencies([window]):  # the patches once the window's parts are freed
-        padded = tf.gather(image, edge_indices(out_height, tf.shape(image)[1]), axis=1)
+    padded = tf.gather(image, edge_indices(out_height, tf.shape(image)[1]), axis=1)
     padded = tf.gather(padded, edge_indices(out_width, tf.shape(image)[2]), axis=2)
     patches = tf.image.extract_patches(padded, [1, k + 2, k + 2, 1], [1, scale, scale, 1],
                                        [1, 1, 1, 1], "VALID")
     channels = tf.shape(image)[3]
     patches = tf.reshape(patches, [pixels, (k + 2) ** 2, channels])
-    output = tf.matmul(tf.reshape(window, [pixels, 1, (k + 2) ** 2]), patches)
+    output = tf.matmul(tf.reshape(windows, [pixels, 1, (k + 2) ** 2]), patches)
     return tf.reshape(output, [batch, out_height, out_width, channels])
 
 
