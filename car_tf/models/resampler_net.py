@@ -241,7 +241,7 @@ class ResamplerNet(keras.layers.Layer):
         its offset (at most 2^-9 of one LR pixel), which changes a sample by that distance
         times the local gradient, far below a level for the offsets our models predict.
         They were float32 too until the x2 profile showed the three heads' last 3x3
-        convolutions taking 60% of the network's CPU time (docs/BENCHMARKS.md). With the
+        convolutions taking 57% of the network's CPU time (docs/BENCHMARKS.md). With the
         body in bfloat16 the bundled car-x{2,4}-bicubic move under 1% of LR pixels, each by
         one level (tests/test_inference.py).
         """
