@@ -135,11 +135,11 @@ def test_runner_rejects_bad_arrays(x2_bicubic):
         inference.Runner(x2_bicubic, tile=-1)
 
 
-@pytest.mark.parametrize("name", ["car-x4-bicubic", "car-x2-bicubic"])
-def test_mixed_bfloat16_is_within_one_level_of_float32_on_a_bundled_model(name):
+@pytest.mark.parametrize("model_name", ["car-x4-bicubic", "car-x2-bicubic"])
+def test_mixed_bfloat16_is_within_one_level_of_float32_on_a_bundled_model(model_name):
     from car_tf import image_io, pretrained, sample_data
 
-    model = pretrained.load_model(name)
+    model = pretrained.load_model(model_name)
     folder = os.path.dirname(sample_data.__file__)
     images = [image_io.read_image(os.path.join(folder, name)).rgb
               for name in ("baby.png", "butterfly.png")]
