@@ -204,13 +204,22 @@ def _resample_local_or_gather(image, kernels, offsets_x, offsets_y, offset_unit,
     applies = tf.logical_and(
         tf.reduce_all(tf.logical_and(tf.equal(in_size, scale * out_size), out_size > 0)),
         tf.logical_and(tf.reduce_all(tf.abs(moves_x) < 1), tf.reduce_all(tf.abs(moves_y) < 1)))
+    # The fallback loops over kernel rows instead of unrolling them: it is there only for
+    # inputs the local path can't take, and unrolled it made the SavedModel's graph so large
+    # that loading it and its first call took ~1 s longer (docs/BENCHMARKS.md).
     return tf.cond(applies,
                    lambda: _resample_local(image, kernels, moves_x, moves_y, scale),
-                   lambda: _resample_gather(image, kernels, offsets_x, offsets_y, offset_unit))
+                   lambda: _resample_gather(image, kernels, offsets_x, offsets_y, offset_unit,
+                                            unroll_rows=False))
 
 
-def _resample_gather(image, kernels, offsets_x, offsets_y, offset_unit):
-    """The general path: every tap's four bilinear corners gathered, one kernel row at a time."""
+def _resample_gather(image, kernels, offsets_x, offsets_y, offset_unit, unroll_rows=True):
+    """The general path: every tap's four bilinear corners gathered, one kernel row at a time.
+
+    unroll_rows: with a kernel size known when traced, one copy of the row's ops per kernel
+    row (built-in ops only, as TFLite needs); otherwise a while loop over the rows, as for a
+    kernel size known only at run time.
+    """
     dtype = image.dtype
 
     batch = tf.shape(image)[0]
@@ -271,13 +280,13 @@ def _resample_gather(image, kernels, offsets_x, offsets_y, offset_unit):
         )
         return tf.reduce_sum(take(kernels)[..., None] * sampled, axis=3)
 
-    if isinstance(k, int):
+    if isinstance(k, int) and unroll_rows:
         # Unrolled: built-in ops only, for TFLite; rows are freed as they are summed.
         output = kernel_row(0)
         for i in range(1, k):
             output = output + kernel_row(i)
         return output
-    # k known only at run time (a signature with every dimension open).
+    # k known only at run time (a signature with every dimension open), or not unrolled.
     zeros = tf.zeros(tf.stack([batch, out_height, out_width, channels]), dtype)
     _, output = tf.while_loop(lambda i, total: i < k,
                               lambda i, total: (i + 1, total + kernel_row(i)),
