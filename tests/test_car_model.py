@@ -222,3 +222,33 @@ def test_overfits_one_tiny_image():
     # Measured: total 0.20 -> 0.02 with seed 0.
     assert history[-1, 0] < 0.3 * history[0, 0]
     assert history[-1, 1] < 0.3 * history[0, 1]
+
+
+@pytest.mark.parametrize("direction", [1.0, -1.0])
+@pytest.mark.parametrize("impl, local_fast_path", [("custom", False), ("composite", False),
+                                                   ("composite", True)])
+def test_downscale_region_is_the_whole_downscale_cropped(impl, local_fast_path, direction):
+    if impl == "custom" and not custom_op_available():
+        pytest.skip("custom op library not built")
+    model = _tiny(4, "bicubic", resampler_impl=impl)
+    model.downscaler.local_fast_path = local_fast_path
+    # Every tap moved the same way, as far as it can go (0.995 LR pixels right and down, or
+    # left and up), so that the resampler's crop is tested at its reach; the local path takes
+    # moves under one HR pixel (0.2 LR pixels).
+    offset = direction * (0.2 if local_fast_path else np.tanh(3.0))
+    for head in (model.resampler.offset_x_head, model.resampler.offset_y_head):
+        head[-1].kernel.assign(np.zeros(head[-1].kernel.shape, np.float32))
+        head[-1].bias.assign(np.full(head[-1].bias.shape, np.arctanh(offset), np.float32))
+    # Noise: a tap that read a reflected pixel instead of the real one would show.
+    hr = np.random.default_rng(3).integers(0, 256, (1, 96, 80, 3), np.uint8)
+    offsets = model.resampler(hr.astype(np.float32) / 255)[1:]
+    np.testing.assert_allclose(offsets, offset, rtol=1e-5)
+    whole = model.downscale_uint8(hr).numpy()
+    for top, bottom, left, right in ((0, 24, 0, 20), (3, 9, 5, 12), (0, 1, 19, 20), (10, 24, 0, 7),
+                                     (12, 13, 9, 10)):
+        region = model.downscale_region_uint8(hr, (top, bottom, left, right)).numpy()
+        expected = whole[:, top:bottom, left:right]
+        assert region.shape == expected.shape
+        # Up to float rounding: the crop's tap positions are computed from other origins.
+        difference = np.abs(region.astype(int) - expected)
+        assert difference.max() <= 1 and np.count_nonzero(difference) <= 0.01 * difference.size

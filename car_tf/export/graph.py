@@ -9,7 +9,8 @@ real HR pixel. Other input shapes fail with a message naming the expected one.
 With a tile, the downscale runs tile by tile inside the graph, as the CLI does
 (car_tf.inference): cores of `tile` HR pixels with a halo of the model's reach, so that
 memory follows the tile and not the image, and the result equals the untiled one up to
-float rounding.
+float rounding. The resampler runs on each core only (CARModel.downscale_region_uint8);
+the ResamplerNet needs the halo, the resampler's taps much less of it.
 """
 
 import tensorflow as tf
@@ -129,9 +130,9 @@ def _downscale_tiled(model, hr, tile):
 
         def core(column):
             x0, x1, wx0, wx1 = span(column, width)
-            lr = model.downscale_uint8(hr[:, wy0:wy1, wx0:wx1])
-            lr = lr[:, (y0 - wy0) // scale:(y1 - wy0) // scale,
-                    (x0 - wx0) // scale:(x1 - wx0) // scale]
+            lr = model.downscale_region_uint8(
+                hr[:, wy0:wy1, wx0:wx1], ((y0 - wy0) // scale, (y1 - wy0) // scale,
+                                          (x0 - wx0) // scale, (x1 - wx0) // scale))
             return tf.transpose(lr, [2, 0, 1, 3])  # columns first, to concatenate
 
         strip = tf.transpose(pieces(count(width), core).concat(), [1, 2, 0, 3])

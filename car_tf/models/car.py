@@ -47,7 +47,7 @@ from car_tf.choices import IMPLEMENTATIONS, UPSCALERS
 from car_tf.models.bicubic import BicubicUpscaler
 from car_tf.models.downscaler import AdaptiveDownscale
 from car_tf.models.edsr import EDSR, EDSR_BASELINE, EDSR_PAPER
-from car_tf.models.roundtrip import RoundTripMethods
+from car_tf.models.roundtrip import RoundTripMethods, from_uint8, to_uint8
 from car_tf.models.resampler_net import ResamplerNet, check_hr_shape, kernel_size_for
 from car_tf.quantize import Quantize8Bit
 
@@ -229,6 +229,38 @@ class CARModel(RoundTripMethods, keras.Model):
             "offsets_x": offsets_x,
             "offsets_y": offsets_y,
         }
+
+    def downscale_region_uint8(self, hr_uint8, lr_box):
+        """downscale_uint8(hr_uint8)[:, top:bottom, left:right] (RoundTripMethods), with the
+        resampler run on the box and the HR pixels its taps reach only.
+
+        The ResamplerNet still sees all of hr_uint8 (the box's kernels depend on all of it
+        within the network's reach, which a tile's halo is there to give). The composite
+        resampler costs as much as the network (docs/BENCHMARKS.md), and an exported tile's
+        halo is about 10% of its LR pixels. A crop edge inside the image lies at least
+        downscaler.reach() HR pixels from the box, where no tap of a box pixel reads, so the
+        box is as in the whole run, up to float rounding.
+        """
+        top, bottom, left, right = lr_box
+        hr = from_uint8(tf.convert_to_tensor(hr_uint8), "hr")
+        check_hr_shape(hr.shape, self.scale, "hr")
+        kernels, offsets_x, offsets_y = self.resampler(hr)
+        margin = -(-self.downscaler.reach() // self.scale)  # in LR pixels, rounded up
+        height, width = tf.shape(kernels)[1], tf.shape(kernels)[2]
+        crop_top, crop_left = tf.maximum(top - margin, 0), tf.maximum(left - margin, 0)
+        crop_bottom = tf.minimum(bottom + margin, height)
+        crop_right = tf.minimum(right + margin, width)
+
+        def crop(taps):
+            return taps[:, crop_top:crop_bottom, crop_left:crop_right]
+
+        s = self.scale
+        lr_float = self.downscaler(
+            hr[:, s * crop_top:s * crop_bottom, s * crop_left:s * crop_right],
+            crop(kernels), crop(offsets_x), crop(offsets_y))
+        lr = self.quantizer(lr_float)[:, top - crop_top:bottom - crop_top,
+                                      left - crop_left:right - crop_left]
+        return to_uint8(lr)
 
     def downscale_reach(self):
         """HR pixels of context each side that one LR pixel of `downscale` depends on.

@@ -50,6 +50,13 @@ class RoundTripMethods:
         """uint8 [N, H, W, 3] -> uint8 [N, H/s, W/s, 3]."""
         return to_uint8(self.downscale(from_uint8(tf.convert_to_tensor(hr_uint8), "hr")))
 
+    def downscale_region_uint8(self, hr_uint8, lr_box):
+        """downscale_uint8(hr_uint8)[:, top:bottom, left:right], lr_box = (top, bottom, left,
+        right) in LR pixels (ints or int32 scalars): a tile's core, which a subclass may
+        compute without the rest of the tile's LR pixels."""
+        top, bottom, left, right = lr_box
+        return self.downscale_uint8(hr_uint8)[:, top:bottom, left:right]
+
     def upscale_uint8(self, lr_uint8):
         """uint8 [N, h, w, 3] -> uint8 [N, h*s, w*s, 3], clipped to [0, 255]."""
         return to_uint8(self.upscale(from_uint8(tf.convert_to_tensor(lr_uint8), "lr")))
