@@ -196,19 +196,27 @@ def _resample_local_or_gather(image, kernels, offsets_x, offsets_y, offset_unit,
     """_resample_local where its preconditions hold at run time, else the gather path."""
     k = 3 * scale + 1
     unit = tf.cast(offset_unit, image.dtype)
-    shape = [-1, k, 1, k]
-    moves_x = unit * tf.reshape(offsets_x, shape)
-    moves_y = unit * tf.reshape(offsets_y, shape)
     in_size, out_size = tf.shape(image)[1:3], tf.shape(kernels)[1:3]
-    # NaN fails `< 1`, so non-finite offsets take the gather path and give its NaNs.
-    applies = tf.logical_and(
+    # Every |unit * offset| < 1, tested as unit * max |offset| < 1: rounding a product is
+    # monotonic, so the two agree, and this reads each offset once instead of three times.
+    # A NaN makes the max NaN (TF's max propagates it; tested), which fails `< 1`, so
+    # non-finite offsets take the gather path and give its NaNs.
+    moves_below_one = [unit * tf.reduce_max(tf.abs(offsets)) < 1
+                       for offsets in (offsets_x, offsets_y)]
+    applies = tf.reduce_all(tf.stack([
         tf.reduce_all(tf.logical_and(tf.equal(in_size, scale * out_size), out_size > 0)),
-        tf.logical_and(tf.reduce_all(tf.abs(moves_x) < 1), tf.reduce_all(tf.abs(moves_y) < 1)))
+        *moves_below_one]))
+
+    def local():
+        shape = [-1, k, 1, k]
+        moves_x = unit * tf.reshape(offsets_x, shape)
+        moves_y = unit * tf.reshape(offsets_y, shape)
+        return _resample_local(image, kernels, moves_x, moves_y, scale)
+
     # The fallback loops over kernel rows instead of unrolling them: it is there only for
     # inputs the local path can't take, and unrolled it made the SavedModel's graph so large
     # that loading it and its first call took ~1 s longer (docs/BENCHMARKS.md).
-    return tf.cond(applies,
-                   lambda: _resample_local(image, kernels, moves_x, moves_y, scale),
+    return tf.cond(applies, local,
                    lambda: _resample_gather(image, kernels, offsets_x, offsets_y, offset_unit,
                                             unroll_rows=False))
 
