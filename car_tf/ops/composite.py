@@ -93,7 +93,8 @@ def _neighbour_weights(moves):
     tie's gradient to its first argument, and "at" is 1 minus the other two, not 1 - |e|.
     """
     after = tf.maximum(moves, 0)
-    before = tf.maximum(tf.zeros_like(moves), -moves)
+    # max(0, -e) in one pass (exact: e - e is 0), with its derivative (0 at the tie).
+    before = after - moves
     return before, 1 - after - before, after
 
 
