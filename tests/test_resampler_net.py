@@ -21,7 +21,10 @@ from car_tf.models.layers import (
     ReflectionConv2D,
     ResidualBlock,
     SpaceToDepth,
+    conv2d,
     leaky_relu,
+    run_chain,
+    space_to_depth_conv,
 )
 
 TINY = {"stem_features": 8, "features": 16, "blocks": 1, "trunk_features": 16, "trunk_depth": 1}
@@ -286,3 +289,39 @@ def test_space_to_depth_and_back():
     down = SpaceToDepth(2)(x)
     assert down.shape == (2, 2, 3, 12)
     np.testing.assert_array_equal(_round_trip(DepthToSpace(2))(down).numpy(), x.numpy())
+
+
+@pytest.mark.parametrize("block", [2, 4])
+def test_space_to_depth_conv_is_the_pair_run_apart(block):
+    down = SpaceToDepth(block)
+    conv = conv2d(5, 1, "reflect", leaky_relu)
+    inputs = tf.random.stateless_normal([2, 8, 12, 3], seed=[1, 2])
+    conv.build(down.compute_output_shape(inputs.shape))
+    conv.bias.assign(tf.random.stateless_normal([5], seed=[3, 4]))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(inputs)
+        apart = conv(down(inputs))
+        fused = space_to_depth_conv(inputs, down, conv)
+    np.testing.assert_allclose(fused.numpy(), apart.numpy(), rtol=0, atol=1e-5)
+    for source in (inputs, conv.kernel, conv.bias):
+        np.testing.assert_allclose(tape.gradient(fused, source).numpy(),
+                                   tape.gradient(apart, source).numpy(), rtol=0, atol=1e-4)
+    # Under mixed_bfloat16 it computes in bfloat16, as the conv would.
+    conv.dtype_policy = "mixed_bfloat16"
+    fused = space_to_depth_conv(inputs, down, conv)
+    assert fused.dtype == tf.bfloat16
+    np.testing.assert_allclose(tf.cast(fused, tf.float32).numpy(),
+                               tf.cast(conv(down(inputs)), tf.float32).numpy(), rtol=0.02, atol=0.02)
+    with pytest.raises(ValueError, match="1x1"):
+        space_to_depth_conv(inputs, down, conv2d(5, 3, "reflect"))
+
+
+def test_the_network_runs_its_space_to_depth_pairs_fused_with_the_same_result():
+    net = _built(4, **TINY)
+    hr = tf.random.stateless_uniform([1, 64, 48, 3], seed=[5, 6])
+    layers = [net.sub_mean, *net.encoder]
+    one_by_one = hr
+    for layer in layers:
+        one_by_one = layer(one_by_one)
+    np.testing.assert_allclose(run_chain(layers, hr).numpy(), one_by_one.numpy(), rtol=0,
+                               atol=1e-5)

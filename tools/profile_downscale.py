@@ -51,13 +51,11 @@ def _report(name, seconds):
 
 def _network(net, hr):
     """Times the ResamplerNet's parts in call order; returns (kernels, offsets_x, offsets_y)."""
+    from car_tf.models.layers import run_chain
 
     def chain(layers):
-        def run(x):
-            for layer in layers:
-                x = layer(x)
-            return x
-        return run
+        # As ResamplerNet.call runs them (space-to-depth pairs fused).
+        return lambda x: run_chain(layers, x)
 
     seconds, x = _cpu_seconds(chain([net.sub_mean, *net.encoder]), hr)
     _report("stem and space-to-depth (H to H/4)", seconds)

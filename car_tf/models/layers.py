@@ -172,6 +172,52 @@ class DepthToSpace(_BlockLayer):
         return math.floor(start / self.block_size), math.ceil(end / self.block_size)
 
 
+def is_pointwise_conv(layer):
+    """Whether `layer` is a stride-1, undilated 1 x 1 keras Conv2D (what conv2d gives for
+    kernel_size 1)."""
+    return (isinstance(layer, keras.layers.Conv2D) and tuple(layer.kernel_size) == (1, 1)
+            and tuple(layer.strides) == (1, 1) and tuple(layer.dilation_rate) == (1, 1)
+            and layer.data_format == "channels_last" and layer.groups == 1)
+
+
+def space_to_depth_conv(inputs, space_to_depth, conv):
+    """conv(space_to_depth(inputs)) for a SpaceToDepth layer and a pointwise Conv2D `conv`,
+    computed as one convolution of stride b = block_size with conv's own kernel [1, 1, b*b*C, F]
+    read as [b, b, C, F] (tf.nn.space_to_depth orders a block's channels by row, column, then
+    C). The same weights and sums without the space-to-depth copy, which cost a third of
+    these layers' CPU time in float32 (docs/BENCHMARKS.md, "SavedModel: 25 MP x4"). Runs
+    under conv's dtype policy, as conv itself would.
+    """
+    if not is_pointwise_conv(conv):
+        raise ValueError(f"space_to_depth_conv needs a 1x1 stride-1 Conv2D, got {conv.name}")
+    block = space_to_depth.block_size
+    dtype = conv.compute_dtype
+    kernel = tf.cast(conv.kernel, dtype)
+    channels = kernel.shape[2] // (block * block)
+    kernel = tf.reshape(kernel, [block, block, channels, kernel.shape[3]])
+    outputs = tf.nn.conv2d(tf.cast(inputs, dtype), kernel, block, "VALID")
+    if conv.use_bias:
+        outputs = tf.nn.bias_add(outputs, tf.cast(conv.bias, dtype))
+    return outputs if conv.activation is None else conv.activation(outputs)
+
+
+def run_chain(layers, inputs):
+    """The layers applied one after another, each SpaceToDepth followed by a pointwise Conv2D
+    run as one convolution (space_to_depth_conv)."""
+    layers = list(layers)
+    index = 0
+    while index < len(layers):
+        layer = layers[index]
+        following = layers[index + 1] if index + 1 < len(layers) else None
+        if isinstance(layer, SpaceToDepth) and is_pointwise_conv(following):
+            inputs = space_to_depth_conv(inputs, layer, following)
+            index += 2
+        else:
+            inputs = layer(inputs)
+            index += 1
+    return inputs
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class MeanShift(keras.layers.Layer):
     """Adds sign * mean_rgb to an RGB image; a constant, not a weight. [N,H,W,3] -> same."""

@@ -57,6 +57,7 @@ from car_tf.models.layers import (
     build_chain,
     conv2d,
     leaky_relu,
+    run_chain,
 )
 from car_tf.models.receptive_field import network_reach
 from car_tf.ops.composite import unmoved_tap_positions
@@ -266,21 +267,15 @@ class ResamplerNet(keras.layers.Layer):
         )
         return max(network_reach(stem + branch, 1, self.scale) for branch in branches)
 
-    @staticmethod
-    def _run(layers, x):
-        for layer in layers:
-            x = layer(x)
-        return x
-
     def call(self, hr):
         check_hr_shape(hr.shape, self.scale, "ResamplerNet input")
-        x = self._run([self.sub_mean, *self.encoder], hr)
+        x = run_chain([self.sub_mean, *self.encoder], hr)
         if self.res_blocks:
-            x = x + self._run(self.res_blocks, x)
-        x = self._run(self.bottleneck, x)
+            x = x + run_chain(self.res_blocks, x)
+        x = run_chain(self.bottleneck, x)
 
-        kernel_features = self._run(self.kernel_trunk, x)
-        raw = self._run(self.kernel_head, kernel_features)
+        kernel_features = run_chain(self.kernel_trunk, x)
+        raw = run_chain(self.kernel_head, kernel_features)
         if self.kernel_normalization == "softmax":
             kernels = tf.nn.softmax(raw, axis=-1)
         elif self.kernel_normalization == "signed":
@@ -291,9 +286,9 @@ class ResamplerNet(keras.layers.Layer):
             raw = tf.clip_by_value(raw, KERNEL_MIN, KERNEL_MAX)
             kernels = raw / tf.reduce_sum(raw, axis=-1, keepdims=True)
 
-        offset_features = self._run(self.offset_trunk, x)
-        offsets_x = self._run(self.offset_x_head, offset_features)
-        offsets_y = self._run(self.offset_y_head, offset_features)
+        offset_features = run_chain(self.offset_trunk, x)
+        offsets_x = run_chain(self.offset_x_head, offset_features)
+        offsets_y = run_chain(self.offset_y_head, offset_features)
         return kernels, offsets_x, offsets_y
 
     def compute_output_shape(self, input_shape):
