@@ -59,6 +59,18 @@ CHROMINANCE_TABLE[:4, :4] = [
     [24, 26, 56, 99],
     [47, 66, 99, 99],
 ]
+# JFIF's full-range BT.601 conversion, what libjpeg codes (Cb and Cr then offset by 128),
+# and the decoder's inverse; rows are output components, columns the inputs (R, G, B / Y, Cb, Cr).
+JFIF_RGB_TO_YCBCR = np.array([
+    [0.299, 0.587, 0.114],
+    [-0.168735892, -0.331264108, 0.5],
+    [0.5, -0.418687589, -0.081312411],
+])
+JFIF_YCBCR_TO_RGB = np.array([
+    [1.0, 0.0, 1.402],
+    [1.0, -0.344136286, -0.714136286],
+    [1.0, 1.772, 0.0],
+])
 BLOCK = 8
 # 4:2:0: one minimum coded unit covers 16x16 pixels (four luma blocks, one per chroma plane).
 MCU = 16
@@ -146,7 +158,7 @@ def quality_scaled_table(base_table, quality):
     return tf.cast(tf.clip_by_value(steps, 1, 255), tf.float32)
 
 
-def _dct_matrix():
+def dct_matrix():
     """The orthonormal 8-point DCT-II, D[u, x] = c(u) cos((2x + 1) u pi / 16): JPEG's FDCT
     of a block is D @ block @ D^T."""
     u = np.arange(BLOCK)[:, None]
@@ -156,7 +168,7 @@ def _dct_matrix():
     return matrix.astype(np.float32)
 
 
-_DCT = _dct_matrix()
+_DCT = dct_matrix()
 
 
 def _straight_through(x, forward):
@@ -289,11 +301,10 @@ def differentiable_jpeg(images, quality, rounding_alpha=0.0, return_bits=False):
     rgb = _replicate_pad(images * 255.0, MCU)
     red, green, blue = tf.unstack(rgb, axis=-1)
     # JFIF's full-range BT.601 conversion; libjpeg rounds each component to 8 bits.
-    luma = _round_straight_through(0.299 * red + 0.587 * green + 0.114 * blue)
-    blue_difference = _round_straight_through(
-        -0.168735892 * red - 0.331264108 * green + 0.5 * blue + 128.0)
-    red_difference = _round_straight_through(
-        0.5 * red - 0.418687589 * green - 0.081312411 * blue + 128.0)
+    (y_r, y_g, y_b), (cb_r, cb_g, cb_b), (cr_r, cr_g, cr_b) = JFIF_RGB_TO_YCBCR.tolist()
+    luma = _round_straight_through(y_r * red + y_g * green + y_b * blue)
+    blue_difference = _round_straight_through(cb_r * red + cb_g * green + cb_b * blue + 128.0)
+    red_difference = _round_straight_through(cr_r * red + cr_g * green + cr_b * blue + 128.0)
     blue_difference = _average_2x2(blue_difference)
     red_difference = _average_2x2(red_difference)
 
@@ -318,9 +329,10 @@ def differentiable_jpeg(images, quality, rounding_alpha=0.0, return_bits=False):
         plane = _triangle_upsample(_triangle_upsample(plane, 1, False), 2, True)
         chroma.append(plane[:, :height, :width] - 128.0)
     blue_difference, red_difference = chroma
-    red = luma + 1.402 * red_difference
-    green = luma - 0.344136286 * blue_difference - 0.714136286 * red_difference
-    blue = luma + 1.772 * blue_difference
+    (_, _, r_cr), (_, g_cb, g_cr), (_, b_cb, _) = JFIF_YCBCR_TO_RGB.tolist()
+    red = luma + r_cr * red_difference
+    green = luma + g_cb * blue_difference + g_cr * red_difference
+    blue = luma + b_cb * blue_difference
     rgb = tf.stack([red, green, blue], axis=-1)
     decoded_images = tf.clip_by_value(_round_straight_through(rgb), 0.0, 255.0) / 255.0
     if return_bits:

@@ -12,8 +12,7 @@ from car_tf.evaluation.rate_distortion import coded_scores
 from car_tf.evaluation.scoring import read_hr
 from car_tf.models.bicubic import BicubicUpscaler
 from car_tf.protocol import bicubic_downscale_uint8
-# JPEG's full-range BT.601 YCbCr (what libjpeg codes)
-M = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
+from car_tf.codecs import JFIF_RGB_TO_YCBCR as M  # JPEG's full-range BT.601 YCbCr
 val, codec, Q = sys.argv[1], "jpeg", [30, 50, 70, 90]
 for s, name in ((4, "car-x4-fixed-jpeg"), (2, "car-x2-bicubic-jpeg")):
     model, up = pretrained.load_model(name), BicubicUpscaler(s)
