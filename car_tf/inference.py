@@ -185,6 +185,23 @@ def _tf_fn(fn):
     return run
 
 
+def compiled_fixed_kernel(model):
+    """`model`'s kernel as a car_tf.fixed_numpy.FixedKernel when `model` is a FixedKernelModel
+    and the compiled twin is built, else None.
+
+    The twin is what `car downscale` runs for a fixed model (0.029 s for a decoded 12 MP image
+    at x4: docs/BENCHMARKS.md, "Fast downscaling"), within one level of TensorFlow's depthwise
+    convolution. The kernel is read once: later changes to the model's weights don't reach it.
+    """
+    from car_tf import fixed_numpy
+    from car_tf.models.fixed import FixedKernelModel
+
+    if not isinstance(model, FixedKernelModel) or fixed_numpy.native_library() is None:
+        return None
+    side = model.kernel_size
+    return fixed_numpy.FixedKernel(model.kernel().numpy().reshape(side, side), model.scale)
+
+
 class Runner:
     """Downscales and upscales whole uint8 images with a CARModel, tile by tile.
 
@@ -193,12 +210,16 @@ class Runner:
       tile: tile core side in HR pixels (0: whole image at once).
       precision: of PRECISIONS, how a CARModel's ResamplerNet runs; the Runner sets it
         on the model (resolve_precision's choice), so it holds for that model object.
+      native_fixed: a FixedKernelModel downscales through the compiled twin, as `car
+        downscale` does (compiled_fixed_kernel; the whole image at once, in bands, within
+        one level of TensorFlow's result), where it is built; False keeps TensorFlow.
     """
 
-    def __init__(self, model, tile, precision="float32"):
+    def __init__(self, model, tile, precision="float32", native_fixed=True):
         if tile < 0:
             raise ValueError(f"tile must be >= 0 (0 = no tiling), got {tile}")
         self.model = model
+        self.fixed_kernel = compiled_fixed_kernel(model) if native_fixed else None
         self.precision = resolve_precision(precision)
         if hasattr(model, "resampler"):
             # The two precisions are Keras dtype policy names.
@@ -225,6 +246,10 @@ class Runner:
     def downscale(self, rgb, progress=None):
         """uint8 [H, W, 3] of any size -> uint8 LR [ceil(H/s), ceil(W/s), 3]."""
         height, width = _check_image(rgb, 3, "rgb")
+        if self.fixed_kernel is not None:
+            from car_tf import fixed_numpy
+
+            return fixed_numpy.downscale_uint8(rgb, self.fixed_kernel, progress, native=True)
         out_shape = (lr_size(height, self.scale), lr_size(width, self.scale), 3)
         return run_tiled(rgb, self._downscale, out_shape, Fraction(1, self.scale),
                          self.downscale_tiles(height, width), progress)

@@ -135,3 +135,19 @@ def test_keras_file_and_saved_model_give_the_bundled_models_pixels(model, tmp_pa
 def test_missing_models_raise_model_not_found(tmp_path):
     with pytest.raises(pretrained.ModelNotFoundError):
         engine.load_model(str(tmp_path / "nothing.keras"))
+
+
+def test_a_fixed_model_downscales_through_the_compiled_twin_as_the_cli():
+    fixed = pretrained.load_model("car-x4-fixed")
+    worker = engine.Engine(fixed, 32)
+    assert worker.runner.fixed_kernel is not None
+    images = [photo(40, 56, seed=4), photo(17, 29, seed=5)]
+    alpha = np.full((17, 29), 90, np.uint8)
+    results = worker.resample(images, [None, alpha], "downscale", batch_size=4)
+    cli = inference.Runner(fixed, 32)
+    for image, (rgb, _) in zip(images, results):
+        np.testing.assert_array_equal(rgb, cli.downscale(image))
+    np.testing.assert_array_equal(results[1][1], cli.downscale_alpha(alpha))
+    assert worker.network_calls == 0  # no TensorFlow call for the downscale
+    (sr, _), = worker.resample([results[0][0]], [None], "upscale")
+    assert sr.shape == (40, 56, 3) and worker.network_calls > 0  # the upscale is TensorFlow's

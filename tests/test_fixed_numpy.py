@@ -24,8 +24,9 @@ MAX_DIFFERING = 1e-3
 
 
 def _tf_downscale(model, rgb):
-    """FixedKernelModel.downscale_uint8 as `car downscale` ran it before: via the Runner."""
-    return Runner(model, tile=0).downscale(rgb)
+    """FixedKernelModel.downscale_uint8 as `car downscale` ran it before: via the Runner,
+    in TensorFlow."""
+    return Runner(model, tile=0, native_fixed=False).downscale(rgb)
 
 
 def _assert_within_one_level(ours, reference):
@@ -204,3 +205,21 @@ def test_a_flipped_byte_in_a_copied_model_folder_is_refused(tmp_path, capsys):
     assert error.startswith(f"car: error: model {folder}: {weights}: missing or sha256 mismatch")
     assert "\n" not in error
     assert not (tmp_path / "out").exists()
+
+
+def test_the_runner_takes_the_compiled_twin_for_a_fixed_model(monkeypatch):
+    # Library users (pretrained.load_model + Runner) and Beam get what `car downscale` runs.
+    model = _random_model(4, "signed", seed=7)
+    runner = Runner(model, tile=32)
+    assert runner.fixed_kernel is not None
+    np.testing.assert_array_equal(runner.fixed_kernel.kernel.reshape(-1), model.kernel().numpy())
+    rgb = photo(70, 45, seed=2)
+    calls = []
+    original = fixed_numpy.downscale_uint8
+    monkeypatch.setattr(fixed_numpy, "downscale_uint8",
+                        lambda *args, **kwargs: calls.append(kwargs) or original(*args, **kwargs))
+    ours = runner.downscale(rgb)
+    assert calls and calls[0]["native"] is True
+    _assert_within_one_level(ours, _tf_downscale(model, rgb))
+    assert Runner(model, tile=32, native_fixed=False).fixed_kernel is None
+    assert Runner(pretrained.load_model("car-x4-bicubic"), tile=32).fixed_kernel is None

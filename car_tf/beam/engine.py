@@ -147,6 +147,8 @@ class Engine:
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if direction == "downscale" and self.runner.fixed_kernel is not None:
+            return [self._downscale_fixed(rgb, alpha) for rgb, alpha in zip(rgbs, alphas)]
         network = self._networks[direction]
         outputs, factors, groups = [], [], {}
         for index, rgb in enumerate(rgbs):
@@ -184,6 +186,16 @@ class Engine:
             else (outputs[index], None if alphas[index] is None else resize_alpha(alphas[index]))
             for index in range(len(rgbs))
         ]
+
+
+    def _downscale_fixed(self, rgb, alpha):
+        """One image through the Runner's compiled fixed-kernel twin, as `car downscale` runs
+        a fixed model: whole images (in bands), so there is nothing to batch."""
+        try:
+            lr = self.runner.downscale(rgb)
+        except MemoryError:
+            return OUT_OF_MEMORY
+        return lr, None if alpha is None else self.runner.downscale_alpha(alpha)
 
 
 _engines = {}
