@@ -58,7 +58,7 @@ def test_with_resampler_impl_sets_the_precision_on_a_copy_only():
     model = build_car_model({**default_config(4, "bicubic", "tiny"), "resampler_impl": "composite"})
 
     def policies(car_model):
-        return {layer.dtype_policy.name for layer in car_model.resampler._flatten_layers()}
+        return {layer.dtype_policy.name for layer in car_model.resampler.sublayers()}
 
     mixed = graph.with_resampler_impl(model, "composite", precision="mixed_bfloat16")
     assert policies(mixed) == {"float32", "mixed_bfloat16"}  # the kernel head's last stays float32

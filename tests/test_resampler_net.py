@@ -325,3 +325,13 @@ def test_the_network_runs_its_space_to_depth_pairs_fused_with_the_same_result():
         one_by_one = layer(one_by_one)
     np.testing.assert_allclose(run_chain(layers, hr).numpy(), one_by_one.numpy(), rtol=0,
                                atol=1e-5)
+
+
+def test_sublayers_hold_every_weight_and_the_precision_reaches_them():
+    net = _built(4, **TINY)
+    own = {id(weight) for layer in net.sublayers() if not isinstance(layer, ResidualBlock)
+           for weight in layer.weights}
+    assert own == {id(weight) for weight in net.weights}
+    net.set_body_dtype_policy("mixed_bfloat16")
+    kept = [layer for layer in net.sublayers() if layer.dtype_policy.name == "float32"]
+    assert kept == [net.kernel_head[-1]]

@@ -246,11 +246,18 @@ class ResamplerNet(keras.layers.Layer):
         body in bfloat16 the bundled car-x{2,4}-bicubic move under 1% of LR pixels, each by
         one level (tests/test_inference.py).
         """
-        keep = id(self.kernel_head[-1])
-        # Nested layers (the residual blocks' convolutions) each hold their own policy.
-        for layer in self._flatten_layers(include_self=False, recursive=True):
-            if id(layer) != keep:
+        keep = self.kernel_head[-1]
+        for layer in self.sublayers():
+            if layer is not keep:
                 layer.dtype_policy = policy
+
+    def sublayers(self):
+        """Every layer of the network in call order, the residual blocks' convolutions too
+        (nested layers each hold their own dtype policy)."""
+        nested = [part for block in self.res_blocks for part in (block, block.conv1, block.conv2)]
+        return [self.sub_mean, *self.encoder, *nested, *self.bottleneck,
+                *self.kernel_trunk, *self.kernel_head, *self.offset_trunk,
+                *self.offset_x_head, *self.offset_y_head]
 
     def reach(self):
         """HR pixels of context each side that an LR pixel's kernels and offsets depend on.
