@@ -187,7 +187,6 @@ class Engine:
             for index in range(len(rgbs))
         ]
 
-
     def _downscale_fixed(self, rgb, alpha):
         """One image through the Runner's compiled fixed-kernel twin, as `car downscale` runs
         a fixed model: whole images (in bands), so there is nothing to batch."""

@@ -1,7 +1,9 @@
 """Small Keras layers shared by the CAR networks.
 
 All of them are NHWC and stride 1 (where they convolve); none is a Lambda, so
-models built from them save to `.keras` and load with safe_mode=True.
+models built from them save to `.keras` and load with safe_mode=True. run_chain applies
+a list of them, running a space-to-depth and the 1 x 1 conv after it as one strided
+convolution of the conv's own weights.
 """
 
 import math
