@@ -32,8 +32,8 @@ Random weights cost the same arithmetic as trained ones.
 
 With --model_only, downscale is also timed without the file work: one child per
 model (and one for Pillow) decodes the photo, builds what `car downscale` builds for
-those flags (car_tf.cli.model_and_runner: the NumPy path for a fixed-kernel model, else
-an inference.Runner), runs it once to warm up (tracing, first-touch memory), then times
+those flags (car_tf.cli.model_and_runner: car_tf.fixed_numpy's compiled twin for a
+fixed-kernel model, else an inference.Runner), runs it once to warm up (tracing, first-touch memory), then times
 --repeats runs on the in-memory array (`model_only`: median wall and CPU s, MP/s). That
 is the processing a library user pays per image; the whole-run figures add start-up,
 PNG decode and encode, which any downscaler pays.

@@ -51,10 +51,15 @@ def _report(name, seconds):
 
 def _network(net, hr):
     """Times the ResamplerNet's parts in call order; returns (kernels, offsets_x, offsets_y)."""
-    from car_tf.models.layers import run_chain
+    try:
+        from car_tf.models.layers import run_chain  # space-to-depth pairs fused, as call runs them
+    except ImportError:  # a checkout from before the fusion (--resampler=false, PYTHONPATH)
+        def run_chain(layers, x):
+            for layer in layers:
+                x = layer(x)
+            return x
 
     def chain(layers):
-        # As ResamplerNet.call runs them (space-to-depth pairs fused).
         return lambda x: run_chain(layers, x)
 
     seconds, x = _cpu_seconds(chain([net.sub_mean, *net.encoder]), hr)
