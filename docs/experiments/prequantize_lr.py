@@ -121,7 +121,8 @@ def main(scale, kernel_model, select_folder, report_folders):
     kernel = FixedKernel(pretrained.load_model(kernel_model).kernel().numpy().reshape(side, side),
                          scale)
     hr_weighted = basis_gains(scale)
-    print(f"x{scale}: bicubic gains of the DCT bases, row 0: {np.round(hr_weighted[0], 3)}")
+    print(f"x{scale}: bicubic gains of the DCT bases, row 0: {np.round(hr_weighted[0], 3)}, "
+          f"smallest {hr_weighted.min():.3f}")
     variants = {"LR-domain (g = 1)": np.ones((8, 8)), "HR-weighted": hr_weighted}
 
     def downscaler(base, gains, strength):
