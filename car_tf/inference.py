@@ -193,10 +193,13 @@ def compiled_fixed_kernel(model):
     at x4: docs/BENCHMARKS.md, "Fast downscaling"), within one level of TensorFlow's depthwise
     convolution. The kernel is read once: later changes to the model's weights don't reach it.
     """
-    from car_tf import fixed_numpy
     from car_tf.models.fixed import FixedKernelModel
 
-    if not isinstance(model, FixedKernelModel) or fixed_numpy.native_library() is None:
+    if not isinstance(model, FixedKernelModel):
+        return None
+    from car_tf import fixed_numpy  # only for fixed models: it loads the .so
+
+    if fixed_numpy.native_library() is None:
         return None
     side = model.kernel_size
     return fixed_numpy.FixedKernel(model.kernel().numpy().reshape(side, side), model.scale)
