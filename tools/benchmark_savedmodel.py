@@ -46,24 +46,7 @@ FLAGS = flags.FLAGS
 
 # Runs in a fresh process: TensorFlow only, so that the figures are those of a plain
 # `tf.saved_model.load` as TF Serving would do it.
-# The child's peak RSS in MiB. Linux carries ru_maxrss across fork and exec, so it would
-# report this benchmark's own size at the spawn when that is larger; VmHWM is the peak of
-# the child's program alone.
-PEAK_RSS_SOURCE = """
-import resource
-
-def peak_rss_mib():
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-"""
-
-_SAVED_MODEL_CHILD = PEAK_RSS_SOURCE + """
+_SAVED_MODEL_CHILD = """
 import json, sys, time
 started = time.perf_counter()
 import tensorflow as tf
@@ -104,10 +87,22 @@ def _run_cli(photo, out_dir):
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0}
 
 
+def _child_script():
+    """_SAVED_MODEL_CHILD behind car_tf.memory's peak_rss_mib, copied in as source: the child
+    must not import car_tf, and its peak must be its own program's (VmHWM; ru_maxrss carries
+    this benchmark's size across fork and exec)."""
+    import inspect
+
+    from car_tf import memory
+
+    return "\n".join(["import resource", inspect.getsource(memory.proc_status_kib),
+                      inspect.getsource(memory.peak_rss_mib), _SAVED_MODEL_CHILD])
+
+
 def _run_saved_model(path, photo, out):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     started = time.perf_counter()
-    child = subprocess.run([sys.executable, "-c", _SAVED_MODEL_CHILD, path, photo, out],
+    child = subprocess.run([sys.executable, "-c", _child_script(), path, photo, out],
                            capture_output=True, text=True, env=env, cwd=tempfile.gettempdir())
     wall = time.perf_counter() - started
     if child.returncode != 0:
