@@ -31,6 +31,15 @@ def peak_rss_mib():
     return peak_kib / 1024.0
 
 
+def peak_rss_source():
+    """Python source defining proc_status_kib and peak_rss_mib, for a child process that must
+    not import car_tf (tools/benchmark_savedmodel.py's TensorFlow-only child)."""
+    import inspect
+
+    return "\n".join(["import resource", inspect.getsource(proc_status_kib),
+                      inspect.getsource(peak_rss_mib)])
+
+
 def peak_memory():
     """{"peak_rss_mib": peak resident set of this process, "peak_<gpu>_mib": peak GPU memory
     per GPU}, in MiB (2^20 bytes)."""

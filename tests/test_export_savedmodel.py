@@ -1,6 +1,5 @@
 """car_tf.export.savedmodel: layout, signatures, ops, loading with and without car_tf."""
 
-import ast
 import json
 import os
 import re
@@ -14,10 +13,10 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 import car_tf
-from car_tf import pretrained
+from car_tf import memory, pretrained
 from car_tf.export import savedmodel
-from car_tf.models import build_car_model, default_config
-from export_fixtures import ODD_HEIGHT, ODD_WIDTH, REPO
+from car_tf.models import default_config
+from export_fixtures import ODD_HEIGHT, ODD_WIDTH
 from export_fixtures import images as _images
 from export_fixtures import max_level_difference as _max_level_difference
 from export_fixtures import run as _run
@@ -244,13 +243,9 @@ def test_downscale_memory_of_a_big_image_follows_the_tile_not_the_image():
 
 def test_benchmark_reports_the_childs_own_peak_not_its_parents():
     # getrusage's ru_maxrss in a child starts from its parent's size at the spawn: with
-    # 1 GiB held here, a small child would read >= 1 GiB. The tool's constant is read
-    # without importing the tool (its absl flags would join this process's).
-    with open(os.path.join(REPO, "tools", "benchmark_savedmodel.py")) as handle:
-        tree = ast.parse(handle.read())
-    source = next(ast.literal_eval(node.value) for node in tree.body
-                  if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None)
-                  == "PEAK_RSS_SOURCE")
+    # 1 GiB held here, a small child would read >= 1 GiB. The tool's TF-only child reads its
+    # peak with this source (memory.peak_rss_source: it must not import car_tf).
+    source = memory.peak_rss_source()
     held = np.ones(2**30 // 8)
     child = subprocess.run([sys.executable, "-c", source + "print(peak_rss_mib())"],
                            capture_output=True, text=True, check=True)

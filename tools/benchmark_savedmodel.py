@@ -91,12 +91,9 @@ def _child_script():
     """_SAVED_MODEL_CHILD behind car_tf.memory's peak_rss_mib, copied in as source: the child
     must not import car_tf, and its peak must be its own program's (VmHWM; ru_maxrss carries
     this benchmark's size across fork and exec)."""
-    import inspect
-
     from car_tf import memory
 
-    return "\n".join(["import resource", inspect.getsource(memory.proc_status_kib),
-                      inspect.getsource(memory.peak_rss_mib), _SAVED_MODEL_CHILD])
+    return memory.peak_rss_source() + _SAVED_MODEL_CHILD
 
 
 def _run_saved_model(path, photo, out):
